@@ -1,0 +1,1 @@
+"""tlu: transfer learning combined with unsupervised learning, in JAX/Flax."""
