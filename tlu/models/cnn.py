@@ -1,0 +1,28 @@
+"""The small CNN of the problem statement: conv 64 -> conv 128 -> fc 512 (-> classifier head)."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class SmallCNN(nn.Module):
+  """Backbone: two 3x3 conv blocks with 2x2 max-pooling, then a 512-d fc feature.
+
+  Works on any input size (8x8 digits, 32x32 images); output (N, features).
+  `use_bn` adds BatchNorm after each conv so frozen-statistics behaviour can be
+  exercised on a model that trains in seconds.
+  """
+  widths: tuple = (64, 128)
+  features: int = 512
+  use_bn: bool = True
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    for i, width in enumerate(self.widths):
+      x = nn.Conv(width, (3, 3), use_bias=not self.use_bn, name=f'conv{i}')(x)
+      if self.use_bn:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f'bn{i}')(x)
+      x = nn.relu(x)
+      if min(x.shape[1:3]) >= 2:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = jnp.reshape(x, (x.shape[0], -1))
+    return nn.relu(nn.Dense(self.features, name='fc')(x))

@@ -1,0 +1,104 @@
+"""The generic training loop: steps, logging, evaluation, checkpoints, preemption.
+
+The loop fetches metrics from the device only every `log_every` steps and
+before each checkpoint, so the host never waits on the accelerator in between.
+A non-finite loss stops the run before any checkpoint could hold it.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from tlu.train import mesh as mesh_lib
+
+
+class NonFiniteLoss(RuntimeError):
+  """The loss became NaN/Inf; `step` is the first step (1-based count) where it did."""
+
+  def __init__(self, step):
+    super().__init__(f'loss is not finite at step {step}')
+    self.step = step
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  num_steps: int
+  log_every: int = 50
+  eval_every: int = 0           # 0: only at the end
+  progress: bool = True
+  progress_desc: str = 'train'
+
+
+def _mean_metrics(window):
+  host = jax.device_get(window)
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+
+
+def _check_finite(window, first_step):
+  for i, m in enumerate(jax.device_get(window)):
+    if not math.isfinite(float(m['loss'])):
+      raise NonFiniteLoss(first_step + i)
+
+
+def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None, writer=None,
+        evaluate: Optional[Callable] = None, should_stop: Callable[[], bool] = lambda: False,
+        on_log: Optional[Callable] = None):
+  """Trains from `state.step` to `cfg.num_steps`; returns (state, last eval metrics, stopped).
+
+  batches: an iterator of process-local numpy batches with get_state/set_state.
+  evaluate(state) -> {name: value} is run every `eval_every` steps and at the end.
+  should_stop() is polled every step (SIGTERM/preemption): the loop then saves a
+  checkpoint and returns with stopped=True.
+  """
+  start = int(jax.device_get(state.step))
+  window, window_start = [], start + 1
+  eval_metrics = {}
+  bar = tqdm(total=cfg.num_steps, initial=start, desc=cfg.progress_desc, unit='step',
+             disable=not cfg.progress or jax.process_index() != 0, dynamic_ncols=True)
+  t0, steps_timed = time.perf_counter(), 0
+
+  def flush(step):
+    nonlocal window, window_start, t0, steps_timed
+    if not window:
+      return
+    _check_finite(window, window_start)
+    metrics = _mean_metrics(window)
+    metrics['steps_per_sec'] = steps_timed / max(time.perf_counter() - t0, 1e-9)
+    if writer is not None:
+      writer.write(step, 'train', metrics)
+    if on_log is not None:
+      on_log(step, metrics)
+    bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+    window, window_start, t0, steps_timed = [], step + 1, time.perf_counter(), 0
+
+  stopped = False
+  for step in range(start + 1, cfg.num_steps + 1):
+    batch = mesh_lib.to_global(next(batches), mesh)
+    state, metrics = train_step(state, batch)
+    window.append(metrics)
+    steps_timed += 1
+    bar.update(1)
+    stopped = should_stop()
+    last = step == cfg.num_steps
+    saving = checkpointer is not None and (
+        last or stopped or step % checkpointer.every == 0)
+    if step % cfg.log_every == 0 or saving or last:
+      flush(step)
+    if evaluate is not None and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
+      eval_metrics = evaluate(state)
+      if writer is not None:
+        writer.write(step, 'test', eval_metrics)
+      bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4f}' for k, v in eval_metrics.items()))
+    if saving:
+      checkpointer.save(step, state, batches, force=last or stopped)
+    if stopped:
+      break
+  bar.close()
+  if checkpointer is not None:
+    checkpointer.wait()
+  return state, eval_metrics, stopped

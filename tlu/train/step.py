@@ -1,0 +1,64 @@
+"""The jit-compiled train step, generic over objectives.
+
+An objective is a pure function
+  loss_fn(params, model_state, batch, rng) -> (loss, aux)
+with model_state = {'batch_stats': ..., 'step': int32 scalar} and aux a dict
+holding 'batch_stats' (the updated statistics) and 'metrics' (scalars to log).
+Supervised CE, NT-Xent, DANN and SHOT are all objectives of this shape.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tlu.train import mesh as mesh_lib
+
+
+def make_train_step(loss_fn, tx, mesh, keep_stats=None):
+  """Returns jit(step)(state, batch) -> (state, metrics), batch sharded, state replicated.
+
+  keep_stats: optional fn(old_batch_stats, new_batch_stats) -> batch_stats used to
+    keep frozen BatchNorm statistics bit-for-bit (see tlu.transfer.freeze).
+  """
+
+  def step(state, batch):
+    model_state = {'batch_stats': state.batch_stats, 'step': state.step}
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, aux), grads = grad_fn(state.params, model_state, batch, state.step_key())
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    batch_stats = aux.get('batch_stats', state.batch_stats)
+    if keep_stats is not None:
+      batch_stats = keep_stats(state.batch_stats, batch_stats)
+    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux.get('metrics', {})}
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  replicated = mesh_lib.replicated(mesh)
+  return jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def make_eval_step(metric_fn, mesh):
+  """jit(fn)(state, batch) -> dict of per-batch sums; metric_fn(state, batch) gives them.
+
+  Sums (not means) so padded batches and uneven splits average exactly.
+  """
+  return jax.jit(metric_fn, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+                 out_shardings=mesh_lib.replicated(mesh))
+
+
+def accuracy_sums(model):
+  """metric_fn for classifiers: {'correct', 'count', 'loss_sum'} over masked examples."""
+
+  def fn(state, batch):
+    out = model.apply(state.variables, batch['image'].astype(jnp.float32) / 255.0, train=False)
+    logits = out['logits']
+    mask = batch['mask'].astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+    correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
+    return {'correct': jnp.sum(correct * mask), 'count': jnp.sum(mask),
+            'loss_sum': jnp.sum(ce * mask)}
+
+  return fn
