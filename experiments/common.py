@@ -7,6 +7,7 @@ a preempted run (SIGTERM) saves and exits with 143.
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -24,8 +25,17 @@ class ConfigError(ValueError):
 
 
 def define_flags(default_config):
-  config_flags.DEFINE_config_file('config', default_config, 'ml_collections config file[:arg]',
-                                  lock_config=True)
+  """Defines --config (with --config.key=value overrides), --workdir and --multihost.
+
+  config_flags reads the overrides from sys.argv while defining the flag, so an
+  unknown key or a missing config file is reported from here.
+  """
+  _check_config_path(sys.argv[1:], default_config)
+  try:
+    config_flags.DEFINE_config_file('config', default_config, 'ml_collections config file[:arg]',
+                                    lock_config=True)
+  except Exception as e:  # ml_collections raises Attribute/Key/TypeError
+    fail(_flag_message(e))
   flags.DEFINE_string('workdir', None, 'run directory (default: a new folder under runs/)')
   flags.DEFINE_bool('multihost', False, 'call jax.distributed.initialize() (TPU pods, multi-GPU)')
 
@@ -35,16 +45,36 @@ def fail(message, code=EXIT_BAD_INPUT):
   sys.exit(code)
 
 
+def _check_config_path(args, default):
+  path = default
+  for a in args:
+    if a.startswith('--config='):
+      path = a.split('=', 1)[1]
+  path = path.split(':', 1)[0]
+  if not os.path.isfile(path):
+    fail(f'config file {path} does not exist')
+
+
+def _flag_message(e):
+  msg = str(e)
+  key = re.search(r"'(\w+)", msg)
+  if isinstance(e, (AttributeError, KeyError)) and key:
+    hint = re.search(r'Did you mean "(\w+)"', msg)
+    hint = f'did you mean {hint.group(1)!r}? ' if hint else ''
+    return f'unknown config key {key.group(1)!r} ({hint}see the config file for the valid keys)'
+  msg = msg.strip()
+  if len(msg) > 1 and msg[0] == msg[-1] and msg[0] in '"\'':
+    msg = msg[1:-1]
+  return msg.splitlines()[0] if msg else type(e).__name__
+
+
 def _parse(argv):
   try:
     rest = FLAGS(argv)
     FLAGS.config.to_dict()  # a config file that failed to load raises its error here
     return rest
   except Exception as e:  # absl/ml_collections raise many types for bad flags
-    msg = str(e).strip().strip('"\'') or type(e).__name__
-    if isinstance(e, (AttributeError, KeyError)):
-      msg = f'unknown config key {msg} (see the config file for the valid keys)'
-    fail(msg.splitlines()[0])
+    fail(_flag_message(e))
 
 
 def launch(main):
@@ -54,7 +84,7 @@ def launch(main):
 
   def wrapped(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(logging.ERROR)
     if FLAGS.multihost:
       jax.distributed.initialize()
     try:

@@ -5,6 +5,7 @@ function, so all of them resume the same way and write the same files.
 """
 
 import os
+import sys
 
 import jax
 
@@ -28,9 +29,12 @@ def fit(workdir, state, loss_fn, tx, batches, mesh, *, num_steps, evaluate=None,
                               every=checkpoint_every, keep=keep_checkpoints)
   writer = MetricWriter(workdir)
   try:
-    if checkpointer.latest_step() is not None:
+    resumed = checkpointer.latest_step()
+    if resumed is not None:
       state = checkpointer.restore(state, batches)
-      writer.truncate_after(checkpointer.latest_step())
+      if jax.process_index() == 0:
+        print(f'{desc}: resuming from the checkpoint of step {resumed}', file=sys.stderr)
+    writer.truncate_after(resumed or 0)  # rows past the checkpoint will be logged again
     train_step = make_train_step(loss_fn, tx, mesh, keep_stats=keep_stats)
     cfg = loop.LoopConfig(num_steps=num_steps, log_every=log_every, eval_every=eval_every,
                           progress=progress, progress_desc=desc)

@@ -152,8 +152,10 @@ def _transplant_tree(source, target, rules, dont_load, adapters, report, prefix)
       if 'reinit_mismatched' in adapters or 'head' in adapters:
         report.kept_fresh.append((prefix + path, 'reinit_mismatched'))
         return fresh
-      raise _mismatch(*names, 'shapes', "fix the rules, add the target path to dont_load, or "
-                      "pass adapters=('reinit_mismatched',) (or 'in_channels' for a first conv)")
+      hint = ("pass adapters=('in_channels',) to adapt this conv kernel" if cin is not None else
+              "fix the rules, add the target path to dont_load, or pass "
+              "adapters=('reinit_mismatched',) to keep its fresh value")
+      raise _mismatch(*names, 'shapes', hint)
     used.add(src_path)
     report.copied.append((prefix + path, prefix + src_path))
     return value

@@ -1,0 +1,31 @@
+"""Shared fixtures: one TFDS data dir per test session, subprocess runner for the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def run_stage(stage, *args, devices=1, timeout=300, check=False):
+  """Runs `python -m experiments.<stage> args...` in a subprocess on `devices` CPU devices."""
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  proc = subprocess.run([sys.executable, '-m', f'experiments.{stage}', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'{stage} failed ({proc.returncode}):\n{proc.stderr[-3000:]}')
+  return proc
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
