@@ -8,9 +8,11 @@ import ml_collections
 from ml_collections import config_dict
 
 
-def dataset(name='tlu_digits'):
+def dataset(name='tlu_digits', classes=()):
+  """`classes`: the labels that make up the task (relabelled 0..K-1); () = all."""
   return ml_collections.ConfigDict(dict(
-      name=name, data_dir=config_dict.placeholder(str), train_split='train', eval_split='test'))
+      name=name, data_dir=config_dict.placeholder(str), train_split='train', eval_split='test',
+      classes=tuple(classes)))
 
 
 def get_config(arg=None):

@@ -77,10 +77,12 @@ def _parse(argv):
     fail(_flag_message(e))
 
 
-def launch(main):
-  """app.run with one-line errors for the user-facing exceptions."""
+def launch(main, default_config):
+  """Defines the flags, then app.run with one-line errors for the user-facing exceptions."""
   from tlu.data.sources import DatasetError  # pylint: disable=import-outside-toplevel
   from tlu.train.loop import NonFiniteLoss  # pylint: disable=import-outside-toplevel
+
+  define_flags(default_config)
 
   def wrapped(argv):
     del argv
@@ -117,33 +119,51 @@ def _diff(old, new, prefix=''):
   return out
 
 
-def write_json(path, obj):
+def write_text(path, text):
   """Atomic: a reader never sees half a file, a crash never leaves one."""
   tmp = f'{path}.tmp{os.getpid()}'
   with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write(text)
   os.replace(tmp, path)
 
 
-def check_workdir(workdir, config):
-  """Refuses a workdir that holds a run with another config (before anything is written)."""
+def write_json(path, obj):
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_workdir(workdir, config, sweep_keys=()):
+  """Refuses a workdir that holds a run with another config (before anything is written).
+
+  sweep_keys: top-level keys that only choose which independent cells a sweep
+  runs (seeds, strategies): they may change between invocations.
+  """
   path = os.path.join(workdir, 'config.json')
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
-    diffs = _diff(old, config_dict(config))
+    new = config_dict(config)
+    for k in sweep_keys:
+      old.pop(k, None)
+      new.pop(k, None)
+    diffs = _diff(old, new)
     if diffs:
       raise ConfigError(f'{workdir} holds a run with a different config ({"; ".join(diffs[:3])}'
                         f'{"; ..." if len(diffs) > 3 else ""}); use another --workdir')
 
 
-def claim_workdir(workdir, config):
+def claim_workdir(workdir, config, sweep_keys=()):
   """Checks, then creates the workdir and writes config.json (process 0)."""
-  check_workdir(workdir, config)
+  check_workdir(workdir, config, sweep_keys)
+  path = os.path.join(workdir, 'config.json')
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    if not os.path.exists(os.path.join(workdir, 'config.json')):
-      write_json(os.path.join(workdir, 'config.json'), config_dict(config))
+    if sweep_keys or not os.path.exists(path):
+      write_json(path, config_dict(config))
 
 
 def check_batch(batch_size, what='batch_size'):

@@ -7,14 +7,14 @@ import jax
 import jax.numpy as jnp
 
 from experiments import common
-from tlu.data import loader, sources
+from tlu.data import loader, sources, subsets
 from tlu.evaluate.classify import classifier_metrics
 from tlu.models import build_model
 from tlu.train import mesh as mesh_lib, objectives, optim, session
 from tlu.train.state import TrainState
 from tlu.train.step import accuracy_sums, make_eval_step
 
-common.define_flags('configs/digits_supervised.py')
+DEFAULT_CONFIG = 'configs/digits_supervised.py'
 
 
 def make_augment(name):
@@ -24,31 +24,43 @@ def make_augment(name):
   return augment.make_augment(name)
 
 
-def train(config, workdir):
-  """Trains a classifier in `workdir` (resuming if it holds a checkpoint); returns the summary."""
-  t0 = time.time()
+def validate(config, workdir):
+  """Every check that needs no compute; returns (dataset info, classes, model, tx, augment)."""
   common.check_batch(config.batch_size)
   common.check_batch(config.eval_batch_size, 'eval_batch_size')
   common.check_workdir(workdir, config)
   ds = config.dataset
   info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
-  model_cfg = {**config.model.to_dict(), 'num_classes': info.num_classes}
+  classes = tuple(ds.classes) or tuple(range(info.num_classes))
+  unknown = sorted(set(classes) - set(range(info.num_classes)))
+  if unknown:
+    raise common.ConfigError(f'dataset.classes {unknown} are not labels of {ds.name}')
   try:
-    model = build_model(model_cfg)
+    model = build_model({**config.model.to_dict(), 'num_classes': len(classes)})
     tx = optim.base_optimizer(config.optimizer, config.steps)
+    augment = make_augment(config.augment)
   except ValueError as e:
     raise common.ConfigError(str(e)) from None
-  augment = make_augment(config.augment)
+  return info, classes, model, tx, augment
+
+
+def train(config, workdir):
+  """Trains a classifier in `workdir` (resuming if it holds a checkpoint); returns the summary."""
+  t0 = time.time()
+  info, classes, model, tx, augment = validate(config, workdir)
+  ds = config.dataset
   common.claim_workdir(workdir, config)
 
   mesh = mesh_lib.make_mesh()
   init_key = jax.random.key(config.seed)
   variables = model.init(init_key, jnp.zeros((1,) + info.image_shape, jnp.float32))
   state = TrainState.create(variables, tx, config.seed)
-  batches = loader.train_iterator(
-      sources.open_source(ds.name, ds.train_split, ds.data_dir), config.batch_size,
-      seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count())
-  test_source = sources.open_source(ds.name, ds.eval_split, ds.data_dir)
+  train_source = subsets.TaskView(sources.open_source(ds.name, ds.train_split, ds.data_dir),
+                                  classes)
+  test_source = subsets.TaskView(sources.open_source(ds.name, ds.eval_split, ds.data_dir), classes)
+  batches = loader.train_iterator(train_source, config.batch_size, seed=config.seed,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
   eval_step = make_eval_step(accuracy_sums(model), mesh)
   evaluate = lambda s: classifier_metrics(eval_step, s, test_source, config.eval_batch_size, mesh)
 
@@ -76,4 +88,4 @@ def main(config, workdir):
 
 
 if __name__ == '__main__':
-  common.launch(main)
+  common.launch(main, DEFAULT_CONFIG)

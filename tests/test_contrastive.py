@@ -93,7 +93,7 @@ loss_fn = jax.jit(lambda a, b: nt_xent(a, b, temperature))
 sharded_loss, sharded_aux = loss_fn(batch['z1'], batch['z2'])
 one_device = jax.devices()[0]
 single_loss, _ = loss_fn(jax.device_put(z1, one_device), jax.device_put(z2, one_device))
-local_losses = [float(nt_xent(s1.data, s2.data, temperature)[0]) for s1, s2 in
+local_losses = [float(loss_fn(s1.data, s2.data)[0]) for s1, s2 in
                 zip(batch['z1'].addressable_shards, batch['z2'].addressable_shards)]
 print(json.dumps({
     'num_devices': jax.device_count(),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tlu.data import loader
+from tlu.data import loader, subsets
 
 
 def _source(n):
@@ -38,9 +38,17 @@ def test_iterator_state_resumes_exactly():
   np.testing.assert_array_equal(np.stack(expected), np.stack(got))
 
 
-def test_subset_indices():
-  it = loader.train_iterator(_source(10), 3, seed=0, indices=[1, 5, 7])
-  assert sorted(next(it)['label'].tolist()) == [1, 5, 7]
+def test_task_view_relabels_and_keeps_few_labels():
+  src = [{'image': np.zeros((1,), np.uint8), 'label': np.int64(i % 4)} for i in range(40)]
+  view = subsets.TaskView(src, classes=(2, 3), labels_per_class=3, seed=0)
+  assert len(view) == 6
+  originals = [src[int(i)]['label'] for i in view.indices]
+  assert sorted(originals) == [2, 2, 2, 3, 3, 3]
+  assert [int(view[i]['label']) for i in range(6)] == [int(o) - 2 for o in originals]
+  other_seed = subsets.TaskView(src, classes=(2, 3), labels_per_class=3, seed=1)
+  assert not np.array_equal(view.indices, other_seed.indices)
+  it = loader.train_iterator(view, 6, seed=0)
+  assert sorted(next(it)['label'].tolist()) == [0, 0, 0, 1, 1, 1]
 
 
 def test_eval_batches_cover_the_split_once_with_padding():

@@ -16,20 +16,15 @@ def _select(example, keys):
 
 
 def train_iterator(source, global_batch, *, seed, process_index=0, process_count=1,
-                   keys=('image', 'label'), indices=None):
+                   keys=('image', 'label')):
   """Endless iterator of process-local batches {key: (global_batch // process_count, ...)}.
 
-  The global order is one seeded shuffle per epoch of `indices` (default: all of
-  `source`); each process takes every `process_count`-th element of it, so the
+  The global order is one seeded shuffle of `source` per epoch; each process takes every `process_count`-th element of it, so the
   processes together see each example once per epoch. Supports get_state/set_state.
   """
   if global_batch % process_count:
     raise ValueError(f'global batch {global_batch} is not divisible by {process_count} processes')
-  ds = grain.MapDataset.source(source)
-  if indices is not None:
-    indices = np.asarray(indices)
-    ds = grain.MapDataset.range(len(indices)).map(lambda i: source[int(indices[i])])
-  ds = ds.shuffle(seed=seed).repeat()
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
   ds = ds[process_index::process_count]
   ds = ds.map(lambda ex: _select(ex, keys))
   ds = ds.batch(global_batch // process_count, drop_remainder=True)

@@ -8,6 +8,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 
 from tlu.train import loop, mesh as mesh_lib
 from tlu.train.checkpoint import Checkpointer
@@ -17,14 +18,16 @@ from tlu.train.writers import MetricWriter
 
 def fit(workdir, state, loss_fn, tx, batches, mesh, *, num_steps, evaluate=None, log_every=50,
         eval_every=0, checkpoint_every=100, keep_checkpoints=3, keep_stats=None,
-        should_stop=lambda: False, progress=True, desc='train', on_log=None):
+        should_stop=lambda: False, progress=True, desc='train', on_log=None, train_step=None):
   """Trains `state` to `num_steps` with checkpoints in workdir/checkpoints.
 
   If the workdir already holds a checkpoint, the state and the data iterator are
   restored from the latest one and metrics.jsonl is cut back to that step.
+  `train_step` reuses an already compiled step (sweeps over many small runs).
   Returns (state, final eval metrics, stopped_early).
   """
-  state = jax.device_put(state, mesh_lib.replicated(mesh))
+  # A private copy: the step donates its input, and callers may still hold these arrays.
+  state = jax.device_put(jax.tree.map(jnp.copy, state), mesh_lib.replicated(mesh))
   checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                               every=checkpoint_every, keep=keep_checkpoints)
   writer = MetricWriter(workdir)
@@ -35,7 +38,7 @@ def fit(workdir, state, loss_fn, tx, batches, mesh, *, num_steps, evaluate=None,
       if jax.process_index() == 0:
         print(f'{desc}: resuming from the checkpoint of step {resumed}', file=sys.stderr)
     writer.truncate_after(resumed or 0)  # rows past the checkpoint will be logged again
-    train_step = make_train_step(loss_fn, tx, mesh, keep_stats=keep_stats)
+    train_step = train_step or make_train_step(loss_fn, tx, mesh, keep_stats=keep_stats)
     cfg = loop.LoopConfig(num_steps=num_steps, log_every=log_every, eval_every=eval_every,
                           progress=progress, progress_desc=desc)
     if int(jax.device_get(state.step)) >= num_steps:

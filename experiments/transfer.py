@@ -1,0 +1,170 @@
+"""Transfer a source model to a target task: `python -m experiments.transfer --config=configs/digits_transfer.py`."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import common, train as train_stage
+from tlu.data import loader, sources, subsets
+from tlu.evaluate.classify import classifier_metrics
+from tlu.models import build_model
+from tlu.report import tables
+from tlu.train import mesh as mesh_lib, objectives, optim, session
+from tlu.train.state import TrainState
+from tlu.train.step import accuracy_sums, make_eval_step, make_train_step
+from tlu.transfer import freeze, strategies
+from tlu.transfer.pretrained import PretrainedError, load_pretrained, source_config
+from tlu.transfer.surgery import TransplantError, transplant
+
+
+SWEEP_KEYS = ('strategies', 'labels_per_class', 'seeds')
+
+
+class Transfer:
+  """Everything shared by the cells of one sweep: source weights, model, data, compiled steps."""
+
+  def __init__(self, config, workdir, source_dir, mesh):
+    self.config, self.workdir, self.mesh = config, workdir, mesh
+    ds = config.dataset
+    self.src_vars, src_model, self.src_step = load_pretrained(source_dir, config.source_step)
+    info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
+    classes = tuple(ds.classes) or tuple(range(info.num_classes))
+    self.model = build_model({**src_model, 'num_classes': len(classes), 'projector': None,
+                              'domain_head': None})
+    self.fresh = lambda seed: self.model.init(
+        jax.random.key(seed), jnp.zeros((1,) + info.image_shape, jnp.float32))
+    self.train_full = sources.open_source(ds.name, ds.train_split, ds.data_dir)
+    self.train_labels = subsets.labels_of(self.train_full)
+    self.classes = classes
+    self.test = subsets.TaskView(sources.open_source(ds.name, ds.eval_split, ds.data_dir), classes)
+    eval_step = make_eval_step(accuracy_sums(self.model), mesh)
+    self.evaluate = lambda s: classifier_metrics(eval_step, s, self.test, config.eval_batch_size,
+                                                 mesh)
+    self._steps = {}
+
+  def load_source(self, variables):
+    """The fresh target variables with the source's shared layers transplanted in."""
+    return transplant(self.src_vars, variables, dont_load=tuple(self.config.dont_load),
+                      adapters=tuple(self.config.adapters))
+
+  def trainer(self, strategy, num_steps):
+    """(tx, loss_fn, compiled step) for a strategy, built once per sweep."""
+    key = (strategy, num_steps)
+    if key not in self._steps:
+      groups = strategies.groups(strategy, self.config.backbone_lr_mult,
+                                 self.config.probe_lr_mult)
+      frozen = freeze.frozen_patterns(groups)
+      params = self.fresh(0)['params']
+      tx = freeze.masked_optimizer(lambda: optim.base_optimizer(self.config.optimizer, num_steps),
+                                   params, groups)
+      loss_fn = objectives.supervised(self.model, self.config.label_smoothing,
+                                      train_stage.make_augment(self.config.augment),
+                                      frozen=freeze.frozen_subtrees(frozen, params))
+      keep = (lambda old, new: freeze.merge_frozen_stats(old, new, frozen)) if frozen else None
+      self._steps[key] = (tx, loss_fn, make_train_step(loss_fn, tx, self.mesh, keep_stats=keep))
+    return self._steps[key]
+
+  def fit(self, cell_dir, strategy, variables, view, seed, num_steps):
+    tx, loss_fn, step = self.trainer(strategy, num_steps)
+    state = TrainState.create(variables, tx, seed)
+    batches = loader.train_iterator(view, self.config.batch_size, seed=seed,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+    return session.fit(cell_dir, state, loss_fn, tx, batches, self.mesh, num_steps=num_steps,
+                       evaluate=self.evaluate, log_every=max(num_steps // 5, 1),
+                       checkpoint_every=num_steps, keep_checkpoints=1, train_step=step,
+                       progress=self.config.progress, desc=os.path.basename(cell_dir))
+
+  def cell(self, strategy, labels_per_class, seed):
+    """Trains one (strategy, labels per class, seed) cell; returns its test accuracy."""
+    cell_dir = os.path.join(self.workdir, strategy, f'lpc{labels_per_class}_seed{seed}')
+    done = os.path.join(cell_dir, 'summary.json')
+    if os.path.exists(done):
+      return common.read_json(done)['test_accuracy']
+    os.makedirs(cell_dir, exist_ok=True)
+    view = subsets.TaskView(self.train_full, self.classes, labels_per_class, seed,
+                            labels=self.train_labels)
+    variables = self.fresh(seed)
+    if strategies.loads_source(strategy):
+      variables, _ = self.load_source(variables)
+    if strategy == 'lp_ft':
+      state, _, _ = self.fit(os.path.join(cell_dir, 'lp'), 'linear_probe', variables, view, seed,
+                             self.config.lp_steps)
+      variables = jax.device_get(state.variables)
+      strategy = 'finetune'
+    state, metrics, stopped = self.fit(cell_dir, strategy, variables, view, seed, self.config.steps)
+    if stopped:
+      common.fail('preempted; re-run the same command to resume', common.EXIT_PREEMPTED)
+    if jax.process_index() == 0:
+      common.write_json(done, {'test_accuracy': metrics['accuracy'], 'labelled': len(view)})
+    return metrics['accuracy']
+
+
+def validate(config):
+  for s in config.strategies:
+    try:
+      strategies.check(s)
+    except ValueError as e:
+      raise common.ConfigError(str(e)) from None
+  common.check_batch(config.batch_size)
+  common.check_batch(config.eval_batch_size, 'eval_batch_size')
+  if config.source:
+    try:
+      source_config(config.source)
+    except PretrainedError as e:
+      raise common.ConfigError(str(e)) from None
+
+
+def main(config, workdir):
+  workdir = common.resolve_workdir(workdir, 'transfer')
+  validate(config)
+  common.check_workdir(workdir, config, SWEEP_KEYS)
+  source_dir = config.source or os.path.join(workdir, 'source')
+  if not config.source:
+    train_stage.validate(config.source_task, source_dir)
+  common.claim_workdir(workdir, config, SWEEP_KEYS)
+  if not config.source and not os.path.exists(os.path.join(source_dir, 'summary.json')):
+    print(f'training the source task in {source_dir}')
+    train_stage.train(config.source_task, source_dir)
+  mesh = mesh_lib.make_mesh()
+  try:
+    sweep = Transfer(config, workdir, source_dir, mesh)
+    _, report = sweep.load_source(sweep.fresh(0))  # a source that does not fit fails here
+  except (PretrainedError, TransplantError) as e:
+    raise common.ConfigError(str(e)) from None
+  print(report.table())
+  if jax.process_index() == 0:
+    common.write_json(os.path.join(workdir, 'transplant.json'), report.to_json())
+
+  results = {}
+  for strategy in config.strategies:
+    for lpc in config.labels_per_class:
+      accs = [sweep.cell(strategy, lpc, seed) for seed in config.seeds]
+      results[(strategy, lpc)] = accs
+      print(f'{strategy:>12} labels/class={lpc or "all":>3}: '
+            f'{100 * np.mean(accs):.1f} +- {100 * np.std(accs):.1f} ({len(accs)} seeds)')
+  summary = {f'{s}/lpc{k}/test_accuracy': float(np.mean(v)) for (s, k), v in results.items()}
+  summary.update({f'{s}/lpc{k}/test_accuracy_std': float(np.std(v))
+                  for (s, k), v in results.items()})
+  summary['source_step'] = int(sweep.src_step)
+  if jax.process_index() == 0:
+    common.write_json(os.path.join(workdir, 'summary.json'), summary)
+    table = tables.mean_std_table(results, config.strategies, config.labels_per_class,
+                                  row_title='strategy', col_title='labels per class')
+    common.write_text(os.path.join(workdir, 'report.md'), _report(config, source_dir, table))
+  print(f'report: {os.path.join(workdir, "report.md")}')
+
+
+def _report(config, source_dir, table):
+  return (f'# Transfer: {tuple(config.source_task.dataset.classes) if not config.source else "source"}'
+          f' -> {config.dataset.name} classes {tuple(config.dataset.classes)}\n\n'
+          f'Source run: `{source_dir}`. Target test accuracy (%), mean +- std over seeds '
+          f'{tuple(config.seeds)}; {config.steps} steps per run'
+          f'{f", LP-FT probes {config.lp_steps} steps first" if "lp_ft" in config.strategies else ""}.'
+          f'\n\n{table}\n')
+
+
+if __name__ == '__main__':
+  common.launch(main, 'configs/digits_transfer.py')
