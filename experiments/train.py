@@ -53,7 +53,7 @@ def train(config, workdir):
 
   mesh = mesh_lib.make_mesh()
   init_key = jax.random.key(config.seed)
-  variables = model.init(init_key, jnp.zeros((1,) + info.image_shape, jnp.float32))
+  variables = jax.jit(model.init)(init_key, jnp.zeros((1,) + info.image_shape, jnp.float32))
   state = TrainState.create(variables, tx, config.seed)
   train_source = subsets.TaskView(sources.open_source(ds.name, ds.train_split, ds.data_dir),
                                   classes)

@@ -33,8 +33,9 @@ class Transfer:
     classes = tuple(ds.classes) or tuple(range(info.num_classes))
     self.model = build_model({**src_model, 'num_classes': len(classes), 'projector': None,
                               'domain_head': None})
-    self.fresh = lambda seed: self.model.init(
-        jax.random.key(seed), jnp.zeros((1,) + info.image_shape, jnp.float32))
+    init = jax.jit(self.model.init)  # compiled once: eager init is slow on CPU
+    self.fresh = lambda seed: init(jax.random.key(seed),
+                                   jnp.zeros((1,) + info.image_shape, jnp.float32))
     self.train_full = sources.open_source(ds.name, ds.train_split, ds.data_dir)
     self.train_labels = subsets.labels_of(self.train_full)
     self.classes = classes
@@ -51,10 +52,9 @@ class Transfer:
 
   def trainer(self, strategy, num_steps):
     """(tx, loss_fn, compiled step) for a strategy, built once per sweep."""
-    key = (strategy, num_steps)
+    groups = strategies.groups(strategy, self.config.backbone_lr_mult, self.config.probe_lr_mult)
+    key = (groups, num_steps)  # scratch and finetune share one compiled step
     if key not in self._steps:
-      groups = strategies.groups(strategy, self.config.backbone_lr_mult,
-                                 self.config.probe_lr_mult)
       frozen = freeze.frozen_patterns(groups)
       params = self.fresh(0)['params']
       tx = freeze.masked_optimizer(lambda: optim.base_optimizer(self.config.optimizer, num_steps),

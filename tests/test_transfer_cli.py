@@ -1,0 +1,114 @@
+"""experiments.transfer end to end: loading another run's checkpoint, strategies, failure modes."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import read_jsonl, run_stage
+from tlu.models import build_model
+from tlu.transfer.pretrained import PretrainedError, load_pretrained
+from tlu.transfer.surgery import transplant
+
+TINY_SOURCE = ('--config.steps=20', '--config.batch_size=32', '--config.eval_batch_size=40',
+               '--config.log_every=10', '--config.eval_every=0', '--config.checkpoint_every=10',
+               '--config.progress=False')
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory, data_dir):
+  workdir = str(tmp_path_factory.mktemp('source'))
+  run_stage('train', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}', *TINY_SOURCE,
+            check=True)
+  return workdir
+
+
+def _flat(tree, prefix=''):
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f'{prefix}{k}/') if isinstance(v, dict) else {prefix + k: np.asarray(v)})
+  return out
+
+
+def test_train_checkpoint_loads_into_a_model_with_another_head(source):
+  variables, model_cfg, step = load_pretrained(source)
+  assert step == 20 and model_cfg['name'] == 'cnn'
+  target_model = build_model({**model_cfg, 'num_classes': 3})
+  fresh = jax.jit(target_model.init)(jax.random.key(7), jnp.zeros((1, 8, 8, 1)))
+  new, report = transplant(variables, fresh, adapters=('reinit_mismatched',))
+  src, got, init = _flat(variables), _flat(new), _flat(fresh)
+  for path, value in got.items():
+    if path.startswith(('params/backbone/', 'batch_stats/backbone/')):
+      np.testing.assert_array_equal(value, src[path])
+  np.testing.assert_array_equal(got['params/head/kernel'], init['params/head/kernel'])
+  assert got['params/head/kernel'].shape == (512, 3) and src['params/head/kernel'].shape == (512, 10)
+  assert ('params/head/kernel', 'reinit_mismatched') in report.kept_fresh
+
+
+def test_missing_source_fails_clearly(tmp_path):
+  with pytest.raises(PretrainedError, match='does not exist'):
+    load_pretrained(str(tmp_path / 'nowhere'))
+  with pytest.raises(PretrainedError, match='not a tlu run directory'):
+    load_pretrained(str(tmp_path))
+
+
+def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, tmp_path, data_dir):
+  work = tmp_path / 'transfer'
+  proc = run_stage('transfer', f'--workdir={work}', f'--config.source={source}',
+                   f'--config.dataset.data_dir={data_dir}', '--config.labels_per_class=(1,)',
+                   '--config.seeds=(0,)', '--config.steps=6', '--config.lp_steps=3',
+                   '--config.batch_size=16', '--config.eval_batch_size=32', check=True)
+  summary = json.load(open(work / 'summary.json'))
+  for s in ('scratch', 'linear_probe', 'finetune', 'lp_ft'):
+    assert 0.0 <= summary[f'{s}/lpc1/test_accuracy'] <= 1.0
+    assert f'| {s} |' in (work / 'report.md').read_text()
+  assert 'copied' in proc.stdout and 'params/backbone/conv0/kernel' in proc.stdout
+  # The linear probe's final checkpoint: backbone params and BN statistics bit-for-bit the source's.
+  ckpt = work / 'linear_probe' / 'lpc1_seed0' / 'checkpoints'
+  with ocp.CheckpointManager(str(ckpt), options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    state = m.restore(m.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))['state']
+  src = _flat(load_pretrained(source)[0])
+  probed = _flat({'params': state['params'], 'batch_stats': state['batch_stats']})
+  backbone = [p for p in probed if '/backbone/' in f'/{p}']
+  assert len(backbone) == 12
+  for path in backbone:
+    np.testing.assert_array_equal(probed[path], src[path])
+  # ... while the fresh head (the cell's init, seed 0) has trained.
+  model = build_model({**load_pretrained(source)[1], 'num_classes': 5})
+  fresh = _flat(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1))))
+  assert not np.allclose(probed['params/head/kernel'], fresh['params/head/kernel'])
+  rows = read_jsonl(work / 'linear_probe' / 'lpc1_seed0' / 'metrics.jsonl')
+  assert rows[-1]['split'] == 'test'
+  # Re-running the same command does not retrain finished cells.
+  again = run_stage('transfer', f'--workdir={work}', f'--config.source={source}',
+                    f'--config.dataset.data_dir={data_dir}', '--config.labels_per_class=(1,)',
+                    '--config.seeds=(0,)', '--config.steps=6', '--config.lp_steps=3',
+                    '--config.batch_size=16', '--config.eval_batch_size=32', check=True)
+  assert json.load(open(work / 'summary.json')) == summary
+  assert 'resuming' not in again.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--config.source=/no/such/run',), 'source workdir /no/such/run does not exist'),
+    (('--config.strategies=("freeze_all",)',), "unknown strategy 'freeze_all'"),
+])
+def test_bad_transfer_input(tmp_path, data_dir, args, message):
+  proc = run_stage('transfer', f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
+                   *args)
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+  assert not os.path.exists(f'{tmp_path}/w')
+
+
+def test_source_that_does_not_fit_fails_before_training(source, tmp_path, data_dir):
+  # A 32x32x3 target cannot take an 8x8x1 source's fc layer: one message, both shapes.
+  proc = run_stage('transfer', f'--workdir={tmp_path}/w', f'--config.source={source}',
+                   f'--config.dataset.data_dir={data_dir}',
+                   '--config.dataset.name=tlu_digits/32x32_rgb', '--config.adapters=("in_channels",)')
+  assert proc.returncode == 2, proc.stderr
+  assert 'backbone/fc/kernel' in proc.stderr and '(512, 512)' in proc.stderr
+  assert not os.path.exists(f'{tmp_path}/w/scratch')
