@@ -37,7 +37,7 @@ def validate(config, workdir):
     raise common.ConfigError(f'dataset.classes {unknown} are not labels of {ds.name}')
   try:
     model = build_model({**config.model.to_dict(), 'num_classes': len(classes)})
-    tx = optim.base_optimizer(config.optimizer, config.steps)
+    tx = optim.base_optimizer(config.optimizer, config.steps, config.batch_size)
     augment = make_augment(config.augment)
   except ValueError as e:
     raise common.ConfigError(str(e)) from None

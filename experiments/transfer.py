@@ -57,7 +57,8 @@ class Transfer:
     if key not in self._steps:
       frozen = freeze.frozen_patterns(groups)
       params = self.fresh(0)['params']
-      tx = freeze.masked_optimizer(lambda: optim.base_optimizer(self.config.optimizer, num_steps),
+      tx = freeze.masked_optimizer(lambda: optim.base_optimizer(self.config.optimizer, num_steps,
+                                                        self.config.batch_size),
                                    params, groups)
       loss_fn = objectives.supervised(self.model, self.config.label_smoothing,
                                       train_stage.make_augment(self.config.augment),

@@ -14,15 +14,18 @@ class SmallCNN(nn.Module):
   widths: tuple = (64, 128)
   features: int = 512
   use_bn: bool = True
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=not self.use_bn, name=f'conv{i}')(x)
+      x = nn.Conv(width, (3, 3), use_bias=not self.use_bn, dtype=self.dtype, name=f'conv{i}')(x)
       if self.use_bn:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f'bn{i}')(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                         name=f'bn{i}')(x)
       x = nn.relu(x)
       if min(x.shape[1:3]) >= 2:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = jnp.reshape(x, (x.shape[0], -1))
-    return nn.relu(nn.Dense(self.features, name='fc')(x))
+    return nn.relu(nn.Dense(self.features, dtype=self.dtype, name='fc')(x)).astype(jnp.float32)

@@ -4,9 +4,28 @@ import jax
 import optax
 
 
-def schedule(cfg, total_steps):
+def scaled_lr(cfg, batch_size=None):
+  """The peak lr after the batch-size rule (Goyal et al. 2017; SimCLR uses both).
+
+  cfg.lr_scaling: None/'' (lr as given), 'linear' (lr * B / base_batch_size) or
+  'sqrt' (lr * sqrt(B / base_batch_size)); B is the global batch size.
+  """
+  rule = cfg.get('lr_scaling') or ''
+  if not rule:
+    return cfg.lr
+  if batch_size is None:
+    raise ValueError('lr_scaling needs the global batch size')
+  ratio = batch_size / cfg.get('base_batch_size', 256)
+  if rule == 'linear':
+    return cfg.lr * ratio
+  if rule == 'sqrt':
+    return cfg.lr * ratio**0.5
+  raise ValueError(f'unknown lr_scaling {rule!r}; use linear, sqrt or none')
+
+
+def schedule(cfg, total_steps, batch_size=None):
   """cfg: lr, schedule ('constant'|'cosine'|'step'), warmup_steps -> optax schedule."""
-  lr, warmup = cfg.lr, cfg.get('warmup_steps', 0)
+  lr, warmup = scaled_lr(cfg, batch_size), cfg.get('warmup_steps', 0)
   name = cfg.get('schedule', 'cosine')
   if name == 'constant':
     main = optax.constant_schedule(lr)
@@ -22,9 +41,17 @@ def schedule(cfg, total_steps):
   return main
 
 
-def base_optimizer(cfg, total_steps):
-  """cfg: name ('sgd'|'adam'|'adamw'|'lars'), lr, weight_decay, momentum, schedule, warmup_steps."""
-  lr = schedule(cfg, total_steps)
+def base_optimizer(cfg, total_steps, batch_size=None):
+  """cfg: name ('sgd'|'adam'|'adamw'|'lars'), lr, weight_decay, momentum, schedule, warmup_steps.
+
+  Optional: lr_scaling/base_batch_size (see scaled_lr), grad_clip_norm, and
+  grad_accum_steps: average gradients over that many micro-batches per update
+  (optax.MultiSteps). `total_steps` and `batch_size` are the loop's (micro-batch)
+  steps and global batch; the schedule runs over updates and scales the lr by the
+  effective batch, batch_size * grad_accum_steps.
+  """
+  accum = cfg.get('grad_accum_steps', 1)
+  lr = schedule(cfg, max(total_steps // accum, 1), batch_size and batch_size * accum)
   name, wd = cfg.name, cfg.get('weight_decay', 0.0)
   # Decay only kernels (not biases or BatchNorm scales), as SimCLR/big_vision do.
   decay_mask = _kernels
@@ -41,7 +68,9 @@ def base_optimizer(cfg, total_steps):
   else:
     raise ValueError(f'unknown optimizer {name!r}; use sgd, adam, adamw or lars')
   clip = cfg.get('grad_clip_norm', 0.0)
-  return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
+  if clip:
+    tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+  return optax.MultiSteps(tx, every_k_schedule=accum) if accum > 1 else tx
 
 
 def _kernels(params):

@@ -1,0 +1,33 @@
+"""k-means on tlu_digits: raw pixels vs PCA of pixels vs contrastive backbone features.
+
+`--config.features=<pretrain workdir>` names the representation to cluster; with
+none, contrastive pretraining (configs/digits_simclr.py) runs first in
+<workdir>/pretrain. Rows are clustered as in SCAN's "pretext + k-means":
+L2-normalised features of train and test images together, k = number of classes,
+k-means++ with `n_init` restarts. Reference on raw pixels: ACC 0.79 / NMI 0.74.
+Expected on contrastive features: ACC >= 0.90, NMI >= 0.85 (see README).
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from configs import digits_simclr, digits_supervised
+
+
+def get_config(arg=None):
+  del arg
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.dataset = digits_supervised.dataset('tlu_digits')
+  c.features = ''                     # workdir of a pretraining run; '' = pretrain first
+  c.features_step = config_dict.placeholder(int)
+  c.pretrain = digits_simclr.get_config()
+  c.pretrain.progress = False
+  c.num_clusters = 0                  # 0 = number of classes
+  c.n_init = 10
+  c.max_iter = 300
+  c.pca_components = 32
+  c.rows = 'all'                      # 'all' (train + test) or 'test'
+  c.batch_size = 360                  # feature extraction
+  c.tsne = True
+  return c

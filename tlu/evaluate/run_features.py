@@ -1,0 +1,22 @@
+"""Backbone features of a dataset split, from any run directory's checkpoint."""
+
+from tlu.data import sources
+from tlu.evaluate.features import extract_features
+from tlu.models import build_model
+from tlu.transfer.pretrained import load_pretrained
+
+
+def features_of_run(workdir, dataset, split, *, data_dir=None, batch_size=256, mesh, step=None):
+  """(features (N, F) float32, labels (N,)) of `dataset`/`split` through `workdir`'s backbone.
+
+  The architecture comes from the run's config.json; heads are not needed (the
+  backbone output is the feature), so any run -- supervised, contrastive,
+  adapted -- can be measured the same way.
+  """
+  variables, model_cfg, _ = load_pretrained(workdir, step)
+  model = build_model({**model_cfg, 'num_classes': None, 'projector': None, 'domain_head': None})
+  variables = {'params': {'backbone': variables['params']['backbone']},
+               'batch_stats': {k: v for k, v in variables['batch_stats'].items()
+                               if k == 'backbone'}}
+  return extract_features(model, variables, sources.open_source(dataset, split, data_dir),
+                          batch_size, mesh)
