@@ -8,11 +8,14 @@ import ml_collections
 from ml_collections import config_dict
 
 
-def dataset(name='tlu_digits', classes=()):
-  """`classes`: the labels that make up the task (relabelled 0..K-1); () = all."""
+def dataset(name='tlu_digits', classes=(), image_size=0, channels=0):
+  """`classes`: the labels that make up the task (relabelled 0..K-1); () = all.
+
+  image_size / channels fit every image to (size, size, channels) on the host (0 = as stored).
+  """
   return ml_collections.ConfigDict(dict(
       name=name, data_dir=config_dict.placeholder(str), train_split='train', eval_split='test',
-      classes=tuple(classes)))
+      classes=tuple(classes), image_size=image_size, channels=channels))
 
 
 def get_config(arg=None):

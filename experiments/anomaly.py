@@ -42,7 +42,7 @@ def representations(config, mesh, feature_dir):
     arrays = sources.load_arrays(ds.name, split, ds.data_dir)
     out['raw pixels'].append(
         arrays['image'].reshape(len(arrays['image']), -1).astype(np.float32) / 255.0)
-    feats, y = features_of_run(feature_dir, ds.name, split, data_dir=ds.data_dir,
+    feats, y = features_of_run(feature_dir, ds, split,
                                batch_size=config.batch_size, mesh=mesh,
                                step=config.features_step)
     out['contrastive features'].append(l2_normalize(feats))

@@ -48,7 +48,7 @@ def split_arrays(config, mesh, feature_dir):
   for split in splits:
     arrays = sources.load_arrays(ds.name, split, ds.data_dir)
     pixels.append(arrays['image'].reshape(len(arrays['image']), -1).astype(np.float32) / 255.0)
-    f, y = features_of_run(feature_dir, ds.name, split, data_dir=ds.data_dir,
+    f, y = features_of_run(feature_dir, ds, split,
                            batch_size=config.batch_size, mesh=mesh, step=config.features_step)
     np.testing.assert_array_equal(y, arrays['label'])  # same rows, same order
     feats.append(f)

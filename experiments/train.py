@@ -53,11 +53,11 @@ def train(config, workdir):
 
   mesh = mesh_lib.make_mesh()
   init_key = jax.random.key(config.seed)
-  variables = jax.jit(model.init)(init_key, jnp.zeros((1,) + info.image_shape, jnp.float32))
+  variables = jax.jit(model.init)(init_key, jnp.zeros((1,) + subsets.input_shape(ds, info),
+                                                              jnp.float32))
   state = TrainState.create(variables, tx, config.seed)
-  train_source = subsets.TaskView(sources.open_source(ds.name, ds.train_split, ds.data_dir),
-                                  classes)
-  test_source = subsets.TaskView(sources.open_source(ds.name, ds.eval_split, ds.data_dir), classes)
+  train_source = subsets.task_source(ds, ds.train_split)
+  test_source = subsets.task_source(ds, ds.eval_split)
   batches = loader.train_iterator(train_source, config.batch_size, seed=config.seed,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())

@@ -35,11 +35,9 @@ class Transfer:
                               'domain_head': None})
     init = jax.jit(self.model.init)  # compiled once: eager init is slow on CPU
     self.fresh = lambda seed: init(jax.random.key(seed),
-                                   jnp.zeros((1,) + info.image_shape, jnp.float32))
-    self.train_full = sources.open_source(ds.name, ds.train_split, ds.data_dir)
-    self.train_labels = subsets.labels_of(self.train_full)
-    self.classes = classes
-    self.test = subsets.TaskView(sources.open_source(ds.name, ds.eval_split, ds.data_dir), classes)
+                                   jnp.zeros((1,) + subsets.input_shape(ds, info), jnp.float32))
+    self.train_all = subsets.task_source(ds, ds.train_split)
+    self.test = subsets.task_source(ds, ds.eval_split)
     eval_step = make_eval_step(accuracy_sums(self.model), mesh)
     self.evaluate = lambda s: classifier_metrics(eval_step, s, self.test, config.eval_batch_size,
                                                  mesh)
@@ -85,8 +83,7 @@ class Transfer:
     if os.path.exists(done):
       return common.read_json(done)['test_accuracy']
     os.makedirs(cell_dir, exist_ok=True)
-    view = subsets.TaskView(self.train_full, self.classes, labels_per_class, seed,
-                            labels=self.train_labels)
+    view = self.train_all.subset(labels_per_class, seed)
     variables = self.fresh(seed)
     if strategies.loads_source(strategy):
       variables, _ = self.load_source(variables)
@@ -118,38 +115,47 @@ def validate(config):
       raise common.ConfigError(str(e)) from None
 
 
-def main(config, workdir):
-  workdir = common.resolve_workdir(workdir, 'transfer')
+def prepare(config, workdir):
+  """Checks without compute; returns the source workdir (trained later if it is ours)."""
   validate(config)
   common.check_workdir(workdir, config, SWEEP_KEYS)
   source_dir = config.source or os.path.join(workdir, 'source')
   if not config.source:
     train_stage.validate(config.source_task, source_dir)
-  common.claim_workdir(workdir, config, SWEEP_KEYS)
-  if not config.source and not os.path.exists(os.path.join(source_dir, 'summary.json')):
-    print(f'training the source task in {source_dir}')
-    train_stage.train(config.source_task, source_dir)
-  mesh = mesh_lib.make_mesh()
+  return source_dir
+
+
+def sweep(config, workdir, source_dir, mesh):
+  """Runs every (strategy, labels per class, seed) cell; returns {(strategy, lpc): [accs]}."""
   try:
-    sweep = Transfer(config, workdir, source_dir, mesh)
-    _, report = sweep.load_source(sweep.fresh(0))  # a source that does not fit fails here
+    runner = Transfer(config, workdir, source_dir, mesh)
+    _, report = runner.load_source(runner.fresh(0))  # a source that does not fit fails here
   except (PretrainedError, TransplantError) as e:
     raise common.ConfigError(str(e)) from None
   print(report.table())
   if jax.process_index() == 0:
     common.write_json(os.path.join(workdir, 'transplant.json'), report.to_json())
-
   results = {}
   for strategy in config.strategies:
     for lpc in config.labels_per_class:
-      accs = [sweep.cell(strategy, lpc, seed) for seed in config.seeds]
+      accs = [runner.cell(strategy, lpc, seed) for seed in config.seeds]
       results[(strategy, lpc)] = accs
       print(f'{strategy:>12} labels/class={lpc or "all":>3}: '
             f'{100 * np.mean(accs):.1f} +- {100 * np.std(accs):.1f} ({len(accs)} seeds)')
+  return results
+
+
+def main(config, workdir):
+  workdir = common.resolve_workdir(workdir, 'transfer')
+  source_dir = prepare(config, workdir)
+  common.claim_workdir(workdir, config, SWEEP_KEYS)
+  if not config.source and not os.path.exists(os.path.join(source_dir, 'summary.json')):
+    print(f'training the source task in {source_dir}')
+    train_stage.train(config.source_task, source_dir)
+  results = sweep(config, workdir, source_dir, mesh_lib.make_mesh())
   summary = {f'{s}/lpc{k}/test_accuracy': float(np.mean(v)) for (s, k), v in results.items()}
   summary.update({f'{s}/lpc{k}/test_accuracy_std': float(np.std(v))
                   for (s, k), v in results.items()})
-  summary['source_step'] = int(sweep.src_step)
   if jax.process_index() == 0:
     common.write_json(os.path.join(workdir, 'summary.json'), summary)
     table = tables.mean_std_table(results, config.strategies, config.labels_per_class,

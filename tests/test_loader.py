@@ -59,3 +59,17 @@ def test_eval_batches_cover_the_split_once_with_padding():
     assert all(b['image'].shape == (2, 2, 2, 1) for b in batches)
     labels += [b['label'][b['mask']] for b in batches]
   assert sorted(np.concatenate(labels).tolist()) == list(range(11))
+
+
+def test_fit_image_resizes_crops_and_converts_channels():
+  from tlu.data.preprocess import fit_image  # pylint: disable=import-outside-toplevel
+  img = np.zeros((20, 40, 1), np.uint8)
+  img[:, 20:] = 200  # right half bright
+  out = fit_image(img, size=10, channels=3)
+  assert out.shape == (10, 10, 3) and out.dtype == np.uint8
+  # shorter side 20 -> 10, width 40 -> 20, centre crop keeps columns 5..14 of the 20.
+  assert np.all(out[:, :4] == 0) and np.all(out[:, 6:] == 200)
+  assert np.all(out[..., 0] == out[..., 2])
+  rgb = np.zeros((4, 4, 3), np.uint8)
+  rgb[..., 0] = 100
+  np.testing.assert_array_equal(fit_image(rgb, channels=1)[..., 0], round(0.299 * 100))

@@ -7,6 +7,8 @@ copies: the underlying TFDS source is read lazily through them.
 
 import numpy as np
 
+from tlu.data import preprocess, sources
+
 
 def labels_of(source):
   """(N,) int labels of a source, read once."""
@@ -30,10 +32,13 @@ def few_labels(labels, per_class, seed):
 class TaskView:
   """Random-access source over `classes` of `source` (labels mapped to their position).
 
-  labels_per_class > 0 keeps a seeded subset of that many examples per class.
+  labels_per_class > 0 keeps a seeded subset of that many examples per class;
+  image_size / channels fit each image on read (`tlu.data.preprocess.fit_image`).
+  `labels` (of the whole source) saves reading them again for another view.
   """
 
-  def __init__(self, source, classes=(), labels_per_class=0, seed=0, labels=None):
+  def __init__(self, source, classes=(), labels_per_class=0, seed=0, labels=None,
+               image_size=0, channels=0):
     labels = labels_of(source) if labels is None else np.asarray(labels)
     classes = tuple(classes) or tuple(np.unique(labels).tolist())
     keep = np.flatnonzero(np.isin(labels, classes))
@@ -41,16 +46,39 @@ class TaskView:
     self.source = source
     self.indices = keep[chosen]
     self.classes = classes
-    self._remap = {c: i for i, c in enumerate(classes)}
+    self.source_labels = labels
+    self.fit = (image_size, channels)
+    remap = np.full(max(int(labels.max()), max(classes)) + 1, -1)
+    remap[list(classes)] = np.arange(len(classes))
+    self.labels = remap[labels[self.indices]]
 
   def __len__(self):
     return len(self.indices)
 
   def __getitem__(self, i):
     example = dict(self.source[int(self.indices[i])])
-    example['label'] = np.int64(self._remap[int(example['label'])])
+    example['label'] = np.int64(self.labels[i])
+    if any(self.fit):
+      example['image'] = preprocess.fit_image(example['image'], *self.fit)
     return example
 
-  @property
-  def labels(self):
-    return np.asarray([self._remap[int(self.source[int(i)]['label'])] for i in self.indices])
+  def subset(self, labels_per_class, seed):
+    """The same task with `labels_per_class` seeded examples of each class."""
+    return TaskView(self.source, self.classes, labels_per_class, seed, self.source_labels,
+                    *self.fit)
+
+
+def task_source(ds, split, labels_per_class=0, seed=0, labels=None):
+  """The examples of a dataset config `ds` (name, data_dir, classes, image_size, channels).
+
+  Images are fitted to ds.image_size / ds.channels (0 = as stored), labels to
+  ds.classes (() = all). Opening fails clearly for unknown or unprepared data.
+  """
+  source = sources.open_source(ds['name'], split, ds.get('data_dir'))
+  return TaskView(source, ds.get('classes', ()), labels_per_class, seed, labels,
+                  ds.get('image_size', 0), ds.get('channels', 0))
+
+
+def input_shape(ds, info):
+  """The model input shape for dataset config `ds` with stored `info.image_shape`."""
+  return preprocess.fitted_shape(info.image_shape, ds.get('image_size', 0), ds.get('channels', 0))

@@ -1,13 +1,13 @@
 """Backbone features of a dataset split, from any run directory's checkpoint."""
 
-from tlu.data import sources
+from tlu.data import subsets
 from tlu.evaluate.features import extract_features
 from tlu.models import build_model
 from tlu.transfer.pretrained import load_pretrained
 
 
-def features_of_run(workdir, dataset, split, *, data_dir=None, batch_size=256, mesh, step=None):
-  """(features (N, F) float32, labels (N,)) of `dataset`/`split` through `workdir`'s backbone.
+def features_of_run(workdir, ds, split, *, batch_size=256, mesh, step=None):
+  """(features (N, F) float32, labels (N,)) of dataset config `ds`'s `split` through `workdir`'s backbone.
 
   The architecture comes from the run's config.json; heads are not needed (the
   backbone output is the feature), so any run -- supervised, contrastive,
@@ -18,5 +18,4 @@ def features_of_run(workdir, dataset, split, *, data_dir=None, batch_size=256, m
   variables = {'params': {'backbone': variables['params']['backbone']},
                'batch_stats': {k: v for k, v in variables['batch_stats'].items()
                                if k == 'backbone'}}
-  return extract_features(model, variables, sources.open_source(dataset, split, data_dir),
-                          batch_size, mesh)
+  return extract_features(model, variables, subsets.task_source(ds, split), batch_size, mesh)
