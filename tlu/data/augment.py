@@ -88,6 +88,8 @@ PRESETS = {
         crop_scale=(0.08, 1.0), flip_prob=0.5,
         jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
         grayscale_prob=0.2, blur_prob=0.5),
+    # Supervised ImageNet training ("Inception crop" + flip, He et al. 2016).
+    'supervised_imagenet': AugmentConfig(crop_scale=(0.08, 1.0), flip_prob=0.5),
     # 8x8 grayscale digits: digits are not mirror-invariant (no flip) and have
     # no colour; mild crops, small warps and pixel noise.
     'digits': AugmentConfig(

@@ -12,6 +12,8 @@ Objective, with z = (x - mean) / std standardised with training statistics:
 scikit-learn's `LogisticRegression(C=C)` (lbfgs, multinomial) minimises
 C * sum_i CE_i + 1/2 ||W||^2, i.e. n * C times L with l2 = 1 / (C * n) for n training
 rows; so `l2 = 1 / (C * n)` gives the same minimiser (`l2_from_sklearn_c`).
+With `standardize=False`, z = x: with few labelled rows, per-feature statistics of
+those rows amplify noisy low-variance features (pass L2-normalised features then).
 """
 
 import functools
@@ -53,9 +55,12 @@ def _grad_max(grads):
   return jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]))
 
 
-@functools.partial(jax.jit, static_argnames=('num_classes', 'solver'))
-def _fit(x, y, l2, steps, tol, lr, num_classes, solver):
-  mean, scale = _standardiser(x)
+@functools.partial(jax.jit, static_argnames=('num_classes', 'solver', 'standardize'))
+def _fit(x, y, l2, steps, tol, lr, num_classes, solver, standardize=True):
+  if standardize:
+    mean, scale = _standardiser(x)
+  else:
+    mean, scale = jnp.zeros(x.shape[1:], x.dtype), jnp.ones(x.shape[1:], x.dtype)
   z = (x - mean) / scale
   loss_fn = functools.partial(_loss, z=z, y=y, l2=l2)
   params = {'kernel': jnp.zeros((x.shape[1], num_classes), jnp.float32),
@@ -89,7 +94,7 @@ def _fit(x, y, l2, steps, tol, lr, num_classes, solver):
 
 
 def fit_linear_probe(train_feats, train_labels, num_classes, *, l2=1e-4, steps=500, tol=1e-5,
-                     solver='lbfgs', lr=1e-2):
+                     solver='lbfgs', lr=1e-2, standardize=True):
   """Fits softmax regression on standardised features (objective in the module docstring).
 
   Compiled once per (feature shape, num_classes, solver); l2, steps, tol and lr are
@@ -105,6 +110,7 @@ def fit_linear_probe(train_feats, train_labels, num_classes, *, l2=1e-4, steps=5
       scikit-learn sets to its `tol` on the same mean objective).
     solver: 'lbfgs' (full batch, zoom line search) or 'adam' (full batch, step `lr`).
     lr: Adam learning rate; unused by L-BFGS, whose step comes from the line search.
+    standardize: standardise features with training statistics (False: use as given).
 
   Returns:
     (probe, info): probe = {'mean' (F,), 'scale' (F,), 'kernel' (F, C), 'bias' (C,)}
@@ -118,7 +124,8 @@ def fit_linear_probe(train_feats, train_labels, num_classes, *, l2=1e-4, steps=5
     raise ValueError(f'train_feats {x.shape} must be (N, F) with N = len(train_labels) '
                      f'{y.shape[0]}')
   probe, info = _fit(x, y, jnp.float32(l2), jnp.int32(steps), jnp.float32(tol), jnp.float32(lr),
-                     num_classes=int(num_classes), solver=solver)
+                     num_classes=int(num_classes), solver=solver,
+                     standardize=bool(standardize))
   return probe, {k: v.item() for k, v in jax.device_get(info).items()}
 
 
@@ -131,14 +138,14 @@ def predict(probe, feats):
 
 
 def linear_probe(train_feats, train_labels, test_feats, test_labels, num_classes, *, l2=1e-4,
-                 steps=500, tol=1e-5, solver='lbfgs', lr=1e-2):
+                 steps=500, tol=1e-5, solver='lbfgs', lr=1e-2, standardize=True):
   """Fits on train, scores on test: {'accuracy', 'train_accuracy', 'loss', 'grad_max', 'steps'}.
 
   Arguments as for `fit_linear_probe`; test_feats (M, F), test_labels (M,).
   `loss` is the training objective at the solution.
   """
   probe, info = fit_linear_probe(train_feats, train_labels, num_classes, l2=l2, steps=steps,
-                                 tol=tol, solver=solver, lr=lr)
+                                 tol=tol, solver=solver, lr=lr, standardize=standardize)
   test_labels = np.asarray(test_labels).reshape(-1)
   train_labels = np.asarray(train_labels).reshape(-1)
   return {'accuracy': float(np.mean(predict(probe, test_feats) == test_labels)),

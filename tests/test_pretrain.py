@@ -1,0 +1,79 @@
+"""SimCLR pretraining: the objective against a hand recomputation, and the stage end to end."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import read_jsonl, run_stage
+from tlu.data.augment import make_augment
+from tlu.models import build_model
+from tlu.unsupervised.contrastive import nt_xent
+from tlu.unsupervised.simclr import simclr
+
+REPRESENTATION_METRICS = ('knn_accuracy', 'linear_probe_accuracy', 'few_shot_probe_accuracy',
+                          'kmeans_acc', 'kmeans_nmi', 'kmeans_ari')
+
+
+def _model_and_batch(n=6):
+  model = build_model({'name': 'cnn', 'features': 32, 'projector': (16, 8)})
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  images = np.random.default_rng(0).integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+  return model, variables, {'image': images}  # no labels: SimCLR must not need them
+
+
+def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
+  model, variables, batch = _model_and_batch(n=6)
+  # Noise-only views: cheap to compile, and still different for the two keys.
+  augment = make_augment({'noise_prob': 1.0, 'noise_std': 0.1})
+  key = jax.random.key(3)
+  loss, aux = jax.jit(simclr(model, augment, 0.3))(
+      variables['params'], {'batch_stats': variables['batch_stats'], 'step': 0}, batch, key)
+
+  @jax.jit
+  def by_hand(images):
+    key1, key2 = jax.random.split(key)
+    x = images.astype(jnp.float32) / 255.0
+    view1, view2 = augment(key1, x), augment(key2, x)
+    out, updates = model.apply(variables, jnp.concatenate([view1, view2]), train=True,
+                               mutable=['batch_stats'])
+    z = out['projection']
+    return nt_xent(z[:6], z[6:], 0.3), updates['batch_stats'], view1, view2
+
+  (expected, expected_metrics), expected_stats, view1, view2 = by_hand(batch['image'])
+  assert not np.allclose(view1, view2)
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  for k, v in expected_metrics.items():
+    np.testing.assert_allclose(aux['metrics'][k], v, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(aux['batch_stats']), jax.tree.leaves(expected_stats)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_simclr_needs_a_projector():
+  with pytest.raises(ValueError, match='projector'):
+    simclr(build_model({'name': 'cnn', 'features': 32}), make_augment('digits'), 0.5)
+
+
+def test_pretrain_stage_writes_the_workdir_contract_and_representation_metrics(tmp_path,
+                                                                               data_dir):
+  run_stage('pretrain', f'--workdir={tmp_path}', f'--config.dataset.data_dir={data_dir}',
+            '--config.steps=4', '--config.batch_size=32', '--config.log_every=1',
+            '--config.eval_every=0', '--config.checkpoint_every=2', '--config.progress=False',
+            '--config.eval.few_shot_trials=1', '--config.eval.kmeans_n_init=1',
+            '--config.eval.probe_steps=20', '--config.augment.affine_prob=0',
+            '--config.pixel_baseline=False', check=True)
+  for name in ('config.json', 'metrics.jsonl', 'summary.json', 'checkpoints'):
+    assert os.path.exists(tmp_path / name), name
+  rows = read_jsonl(tmp_path / 'metrics.jsonl')
+  assert [r['step'] for r in rows if r['split'] == 'train'] == [1, 2, 3, 4]
+  assert all('contrastive_accuracy' in r for r in rows if r['split'] == 'train')
+  (test_row,) = [r for r in rows if r['split'] == 'test']
+  assert test_row['step'] == 4
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['steps'] == 4
+  for name in REPRESENTATION_METRICS:
+    assert 0.0 <= test_row[name] <= 1.0 and summary[name] == test_row[name], name
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']

@@ -1,0 +1,70 @@
+"""Every reproduction config runs its own code path on mocked catalog data, on 1 and 8 devices.
+
+Shrunk only in size (steps, batch, width, image size, neighbours): the stages,
+models, objectives, augmentations, sharding and per-host data split are the
+configs' own. 8 simulated devices exercise the sharded path and the global-batch
+contrastive loss.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
+         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'mock_stage.py'), stage, str(examples),
+       f'--config={config}', f'--workdir={workdir}', *args],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    return json.load(f)
+
+
+SIMCLR_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
+                '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
+                '--config.model.width=8', '--config.model.projector=(32,16)',
+                '--config.eval.knn_k=5', '--config.eval.kmeans_n_init=1',
+                '--config.eval.probe_steps=5')
+R50_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
+             '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
+             '--config.model.width=8', '--config.dataset.image_size=32')
+
+
+@pytest.mark.parametrize('devices', [1, 8])
+def test_cifar10_simclr_then_kmeans(tmp_path, devices):
+  s = mock_stage('pretrain', 'configs/cifar10_simclr.py', tmp_path / 'simclr', *SIMCLR_SMALL,
+                 devices=devices)
+  assert s['steps'] == 2 and 0 <= s['knn_accuracy'] <= 1 and 0 <= s['linear_probe_accuracy'] <= 1
+  c = mock_stage('cluster', 'configs/cifar10_kmeans.py', tmp_path / 'kmeans',
+                 f'--config.features={tmp_path / "simclr"}', '--config.batch_size=16',
+                 '--config.pca_components=8', '--config.n_init=1', '--config.tsne=False',
+                 devices=devices)
+  assert 0 <= c['contrastive/acc'] <= 1
+
+
+def test_cifar10_simclr_knn200_variant_parses():
+  sys.path.insert(0, ROOT)
+  from configs import cifar10_simclr  # pylint: disable=import-outside-toplevel
+  c = cifar10_simclr.get_config('knn200')
+  assert c.batch_size == 512 and c.steps == 200 * 50_000 // 512 and c.eval.knn_k == 200
+
+
+@pytest.mark.parametrize('devices', [1, 8])
+def test_imagenet_resnet50_then_transfer(tmp_path, devices):
+  s = mock_stage('train', 'configs/imagenet_resnet50.py', tmp_path / 'r50', *R50_SMALL,
+                 devices=devices, examples=16)
+  assert s['steps'] == 2
+  t = mock_stage('transfer', 'configs/resnet50_transfer.py', tmp_path / 'transfer',
+                 f'--config.source={tmp_path / "r50"}', '--config.strategies=("linear_probe","finetune")',
+                 '--config.steps=2', '--config.lp_steps=1', '--config.batch_size=16',
+                 '--config.eval_batch_size=16', '--config.dataset.image_size=32',
+                 devices=devices, examples=16)
+  assert 0 <= t['finetune/lpc0/test_accuracy'] <= 1 and 0 <= t['linear_probe/lpc0/test_accuracy'] <= 1
