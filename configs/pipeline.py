@@ -8,7 +8,8 @@
 5. one-class anomaly detection on the learned features;
 then report.md in the pipeline workdir. Each stage has its own sub-workdir and
 resumes; a finished stage (its summary.json exists) is not recomputed.
-Sized to finish in under 10 minutes on a 2-core laptop CPU.
+Sized to finish in under 10 minutes on a 2-core laptop CPU. `:tiny` shrinks
+every stage to a few steps (a smoke test of the wiring, not of the numbers).
 """
 
 import ml_collections
@@ -18,8 +19,8 @@ from configs import (digits_anomaly, digits_cluster, digits_simclr, digits_to_di
 
 
 def get_config(arg=None):
-  del arg
   c = ml_collections.ConfigDict()
+  c.tsne = True                    # t-SNE pictures of the adaptation in report.md
   c.pretrain = digits_simclr.get_config()
   c.pretrain.progress = False
   c.cluster = digits_cluster.get_config()
@@ -33,4 +34,28 @@ def get_config(arg=None):
   c.anomaly = digits_anomaly.get_config()
   for stage in (c.cluster, c.anomaly):
     stage.pretrain = ml_collections.ConfigDict()   # features come from stage 1
+  if arg == 'tiny':
+    shrink(c)
+  elif arg:
+    raise ValueError(f'unknown variant {arg!r}; use tiny or nothing')
   return c
+
+
+def shrink(c):
+  """A few steps of every stage: exercises the wiring, resume and report in seconds."""
+  c.tsne = False
+  p = c.pretrain
+  p.steps, p.batch_size, p.eval_every, p.checkpoint_every, p.log_every = 4, 32, 0, 4, 2
+  p.eval.update(dict(kmeans_n_init=1, few_shot_trials=1, probe_steps=10))
+  c.cluster.update(dict(n_init=1, tsne=False))
+  t = c.transfer
+  t.labels_per_class, t.seeds, t.steps, t.lp_steps, t.batch_size = (1,), (0,), 4, 2, 16
+  t.source_task.steps, t.source_task.batch_size, t.source_task.eval_every = 4, 32, 0
+  t.source_task.checkpoint_every = 4
+  a = c.adapt
+  a.seeds = (0,)
+  for task in (a.source_task, a.target_oracle):
+    task.steps, task.batch_size, task.eval_every, task.checkpoint_every = 4, 32, 0, 4
+  a.dann.steps, a.dann.batch_size = 4, 16
+  a.shot.epochs, a.shot.steps_per_epoch, a.shot.batch_size = 1, 2, 16
+  c.anomaly.kmeans_clusters = 2

@@ -197,7 +197,7 @@ def report(config, workdir, times):
   ]
   table = ['| stage | measure | tlu | baseline | baseline value |', '|---|---|---|---|---|']
   table += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  pictures = adaptation_tsne(workdir, config, workdir)
+  pictures = adaptation_tsne(workdir, config, workdir) if config.tsne else []
   curves_png = learning_curves(workdir, config, workdir)
   le_rows = ['| curve | ' + ' | '.join('all' if k == 0 else str(k)
                                         for k in config.transfer.labels_per_class) + ' |',
@@ -206,6 +206,8 @@ def report(config, workdir, times):
     le_rows.append(f'| {name} | ' + ' | '.join(
         f'{100 * np.mean(v):.1f} ± {100 * np.std(v):.1f}' if v else ''
         for v in pts.values()) + ' |')
+  cluster_png = ('![t-SNE of the features coloured by class and k-means cluster](cluster/tsne.png)\n'
+                 if os.path.exists(d('cluster', 'tsne.png')) else '')
   timing = ', '.join(f'{k} {v:.0f} s' for k, v in times.items() if v)
   text = f"""# tlu pipeline: transfer learning meets unsupervised learning
 
@@ -224,8 +226,7 @@ budget with on-device augmentations, no labels; labels only score the representa
 ![learning curves]({curves_png})
 
 ## 2. k-means (`cluster/`)
-![t-SNE of the features coloured by class and k-means cluster](cluster/tsne.png)
-
+{cluster_png}
 See `cluster/report.md` for raw pixels, PCA and features side by side.
 
 ## 3. Label efficiency (`label_efficiency/`)

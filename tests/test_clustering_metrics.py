@@ -1,0 +1,53 @@
+"""Clustering metrics on hand-derived cases."""
+
+import numpy as np
+import pytest
+
+from tlu.evaluate import clustering
+
+
+def test_permuted_labelling_is_perfect():
+  y = np.array([0, 0, 1, 1, 1, 2, 2, 3])
+  relabel = np.array([2, 3, 0, 1])  # cluster ids are arbitrary names
+  m = clustering.clustering_metrics(y, relabel[y])
+  assert m == pytest.approx({'acc': 1.0, 'nmi': 1.0, 'ari': 1.0})
+
+
+def test_accuracy_hand_derived():
+  y_true = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+  y_pred = [2, 2, 2, 1, 1, 1, 0, 0, 0, 0]
+  # Contingency (pred -> true): 2->0: 3; 1->0: 1, 1->1: 2; 0->1: 1, 0->2: 3.
+  # Best one-to-one matching 2->0, 1->1, 0->2 covers 3 + 2 + 3 = 8 of 10 points
+  # (a greedy 'majority class' map would also give 8 here, but 1->0 instead of 1->1
+  # would give only 7).
+  assert clustering.cluster_accuracy(y_true, y_pred) == pytest.approx(0.8)
+
+
+def test_accuracy_with_more_clusters_than_classes():
+  # Clusters 'a' and 'b' both hold class 0; only one of them may be matched to it.
+  assert clustering.cluster_accuracy([0, 0, 1, 1], ['a', 'b', 'c', 'c']) == 0.75
+
+
+def test_accuracy_needs_one_to_one_matching():
+  # Majority voting would map both clusters to class 0 (accuracy 5/6); the
+  # one-to-one matching must send one of them to class 1.
+  y_true = [0, 0, 0, 0, 0, 1]
+  y_pred = [0, 0, 0, 1, 1, 1]
+  assert clustering.cluster_accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+
+
+def test_nmi_and_ari_of_uninformative_clustering():
+  y = [0, 0, 1, 1, 2, 2]
+  m = clustering.clustering_metrics(y, [5] * 6)
+  assert m['nmi'] == pytest.approx(0.0)
+  assert m['ari'] == pytest.approx(0.0)
+  assert m['acc'] == pytest.approx(2 / 6)
+
+
+def test_ari_hand_derived():
+  # Hubert & Arabie: contingency [[2, 0], [1, 1]] -> sum C(n_ij, 2) = 1,
+  # rows C(2,2) + C(2,2) = 2, cols C(3,2) + C(1,2) = 3, C(4,2) = 6.
+  # ARI = (1 - 2*3/6) / (0.5*(2+3) - 2*3/6) = 0 / 1.5 = 0.
+  assert clustering.ari([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(0.0)
+  # [[2, 0], [0, 2]] relabelled: ARI = 1.
+  assert clustering.ari([0, 0, 1, 1], [1, 1, 0, 0]) == pytest.approx(1.0)
