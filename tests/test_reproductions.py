@@ -15,6 +15,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # ResNet compiles take minutes on 2 CPU cores: `pytest -m slow`
+
 
 def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
@@ -68,3 +70,21 @@ def test_imagenet_resnet50_then_transfer(tmp_path, devices):
                  '--config.eval_batch_size=16', '--config.dataset.image_size=32',
                  devices=devices, examples=16)
   assert 0 <= t['finetune/lpc0/test_accuracy'] <= 1 and 0 <= t['linear_probe/lpc0/test_accuracy'] <= 1
+
+
+ADAPT_SMALL = ('--config.source_task.steps=2', '--config.source_task.batch_size=16',
+               '--config.source_task.eval_batch_size=16', '--config.source_task.eval_every=0',
+               '--config.source_task.checkpoint_every=2', '--config.target_oracle.steps=2',
+               '--config.target_oracle.batch_size=16', '--config.target_oracle.eval_batch_size=16',
+               '--config.target_oracle.eval_every=0', '--config.target_oracle.checkpoint_every=2',
+               '--config.eval_batch_size=16', '--config.dann.steps=2', '--config.dann.batch_size=8',
+               '--config.shot.epochs=1', '--config.shot.steps_per_epoch=2',
+               '--config.shot.batch_size=8')
+
+
+@pytest.mark.parametrize('devices', [1, 8])
+def test_svhn_to_mnist_every_method(tmp_path, devices):
+  s = mock_stage('adapt', 'configs/svhn_to_mnist.py', tmp_path / 'adapt', *ADAPT_SMALL,
+                 devices=devices, examples=32)
+  for method in ('source_only', 'dann', 'shot', 'target_oracle'):
+    assert 0 <= s[f'{method}/target_test_accuracy'] <= 1

@@ -1,0 +1,57 @@
+"""The default experiment's wiring on a tiny config: every stage, the report, and resuming."""
+
+import json
+import os
+
+import pytest
+
+from conftest import run_stage
+
+STAGES = ('pretrain', 'cluster', 'label_efficiency/contrastive', 'label_efficiency/supervised',
+          'adapt', 'anomaly')
+
+
+@pytest.fixture(scope='module')
+def pipeline(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp('pipeline')
+  first = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
+                    *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
+                      ('pretrain', 'cluster', 'transfer', 'anomaly')],
+                    f'--config.transfer.source_task.dataset.data_dir={data_dir}',
+                    f'--config.adapt.source_task.dataset.data_dir={data_dir}',
+                    f'--config.adapt.target.data_dir={data_dir}', check=True)
+  return workdir, first
+
+
+def test_every_stage_writes_its_summary_and_the_report_has_every_section(pipeline):
+  workdir, _ = pipeline
+  for stage in STAGES:
+    assert os.path.exists(workdir / stage / 'summary.json'), stage
+  report = (workdir / 'report.md').read_text()
+  for heading in ('## Results', '## 1. Contrastive pretraining', '## 2. k-means',
+                  '## 3. Label efficiency', '## 4. Domain adaptation', '## 5. Anomaly detection'):
+    assert heading in report
+  assert (workdir / 'label_efficiency.png').exists() and (workdir / 'learning_curves.png').exists()
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert 0.0 <= summary['cluster/acc'] <= 1.0 and 0.0 <= summary['adapt/shot'] <= 1.0
+
+
+def test_second_invocation_resumes_instead_of_recomputing(pipeline, data_dir):
+  workdir, _ = pipeline
+  before = {s: os.path.getmtime(workdir / s / 'summary.json') for s in STAGES}
+  again = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
+                    *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
+                      ('pretrain', 'cluster', 'transfer', 'anomaly')],
+                    f'--config.transfer.source_task.dataset.data_dir={data_dir}',
+                    f'--config.adapt.source_task.dataset.data_dir={data_dir}',
+                    f'--config.adapt.target.data_dir={data_dir}', check=True)
+  for s in STAGES:
+    assert f'== {s}: done before' in again.stdout
+  assert {s: os.path.getmtime(workdir / s / 'summary.json') for s in STAGES} == before
+
+
+def test_cluster_with_a_missing_features_run_fails_before_compute(tmp_path, data_dir):
+  proc = run_stage('cluster', f'--workdir={tmp_path}/w', '--config.features=/no/such/run',
+                   f'--config.dataset.data_dir={data_dir}')
+  assert proc.returncode == 2 and 'source workdir /no/such/run does not exist' in proc.stderr
+  assert not os.path.exists(f'{tmp_path}/w')
