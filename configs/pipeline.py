@@ -31,6 +31,7 @@ def get_config(arg=None):
   c.transfer.seeds = (0, 1, 2)
   c.transfer.steps = 100
   c.adapt = digits_to_digits_m.get_config()
+  c.adapt.seeds = (0,)             # 3-seed means: `python -m experiments.adapt` (README)
   c.anomaly = digits_anomaly.get_config()
   for stage in (c.cluster, c.anomaly):
     stage.pretrain = ml_collections.ConfigDict()   # features come from stage 1

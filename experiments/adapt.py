@@ -105,6 +105,7 @@ class PseudoLabelledBatches:
 
 
 def source_dir(config, workdir, seed):
+  """The seed's source run: `config.source` ('{seed}' replaced) or <workdir>/source/seed<s>."""
   if config.source:
     return config.source.replace('{seed}', str(seed))
   return os.path.join(workdir, 'source', f'seed{seed}')
@@ -157,6 +158,9 @@ def validate(config, workdir):
     optim.base_optimizer(config.shot.optimizer, 1)
   except ValueError as e:
     raise common.ConfigError(str(e)) from None
+  if config.dann.batch_norm not in dann_lib.BATCH_NORM:
+    raise common.ConfigError(f'unknown dann.batch_norm {config.dann.batch_norm!r}; use one of '
+                             f'{dann_lib.BATCH_NORM}')
   if config.shot.epochs < 1 or config.dann.steps < 1:
     raise common.ConfigError('shot.epochs and dann.steps must be >= 1')
   for seed in config.seeds:
@@ -183,8 +187,8 @@ def _cell_dir(workdir, method, seed):
 class Adaptation:
   """What the cells of one sweep share: data sources, evaluators, compiled steps."""
 
-  def __init__(self, config, workdir, info, mesh, should_stop):
-    self.config, self.workdir, self.mesh, self.should_stop = config, workdir, mesh, should_stop
+  def __init__(self, config, workdir, info, mesh):
+    self.config, self.workdir, self.mesh = config, workdir, mesh
     tgt, src = config.target, config.source_task.dataset
     self.num_classes, self.image_shape = info.num_classes, info.image_shape
     self.target_train = sources.open_source(tgt.name, tgt.train_split, tgt.data_dir)
@@ -208,12 +212,18 @@ class Adaptation:
     return lambda state: classifier_metrics(eval_step, state, self.target_test,
                                             self.config.eval_batch_size, self.mesh)
 
+  def train_source(self, seed):
+    """Trains the seed's source model unless it is given or done; returns its summary."""
+    directory = source_dir(self.config, self.workdir, seed)
+    done = os.path.join(directory, 'summary.json')
+    if not self.config.source and not os.path.exists(done):
+      print(f'training the source model of seed {seed} in {directory}')
+      train_stage.train(source_task(self.config, seed), directory)
+    return common.read_json(done) if os.path.exists(done) else {}
+
   def source_model(self, seed):
     """(model, variables, source step, source dir) of the seed's source run, checked to fit."""
     directory = source_dir(self.config, self.workdir, seed)
-    if not self.config.source and not os.path.exists(os.path.join(directory, 'summary.json')):
-      print(f'training the source model of seed {seed} in {directory}')
-      train_stage.train(source_task(self.config, seed), directory)
     try:
       src_vars, model_cfg, step = load_pretrained(directory, self.config.source_step)
       model = build_model({**model_cfg, 'num_classes': self.num_classes, 'projector': None,
@@ -225,27 +235,28 @@ class Adaptation:
     return model, variables, step, directory
 
   def cell(self, method, seed):
-    """Runs (or reads back) one cell; returns its target test accuracy."""
+    """Runs (or reads back) one cell; returns its summary ({'target_test_accuracy', ...})."""
     cell_dir = _cell_dir(self.workdir, method, seed)
     done = os.path.join(cell_dir, 'summary.json')
     if os.path.exists(done):
       summary = common.read_json(done)
       if 'target_test_accuracy' in summary:
-        return summary['target_test_accuracy']
+        return summary
     os.makedirs(cell_dir, exist_ok=True)
     t0 = time.time()
     summary = getattr(self, method)(cell_dir, seed)
     summary['wall_time_s'] = time.time() - t0
     if jax.process_index() == 0:
       common.write_json(done, summary)
-    return summary['target_test_accuracy']
+    return summary
 
   def _fit(self, cell_dir, state, loss_fn, tx, step, batches, num_steps, evaluate, eval_every):
     state, metrics, stopped = session.fit(
         cell_dir, state, loss_fn, tx, batches, self.mesh, num_steps=num_steps, evaluate=evaluate,
         log_every=max(min(eval_every, num_steps // 10), 1), eval_every=eval_every,
         checkpoint_every=eval_every, keep_checkpoints=1, train_step=step,
-        should_stop=self.should_stop, progress=self.config.progress,
+        should_stop=common.preempted,
+        progress=self.config.progress,
         desc=os.path.relpath(cell_dir, self.workdir))
     if stopped:
       common.fail(f'preempted at step {int(state.step)}; checkpoint saved, re-run to resume',
@@ -285,7 +296,7 @@ class Adaptation:
   def _dann_step(self, model):
     cfg = self.config.dann
     tx = optim.base_optimizer(cfg.optimizer, cfg.steps)
-    loss_fn = dann_lib.dann(model, cfg.steps, cfg.domain_weight, cfg.gamma,
+    loss_fn = dann_lib.dann(model, cfg.steps, cfg.domain_weight, cfg.gamma, cfg.batch_norm,
                             train_stage.make_augment(cfg.augment))
     return tx, loss_fn, make_train_step(loss_fn, tx, self.mesh)
 
@@ -361,22 +372,26 @@ def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'adapt')
   info = validate(config, workdir)
   common.claim_workdir(workdir, config, SWEEP_KEYS)
-  sweep = Adaptation(config, workdir, info, mesh_lib.make_mesh(), common.Preemption())
+  sweep = Adaptation(config, workdir, info, mesh_lib.make_mesh())
+  source_times = []
   if any(m in NEEDS_SOURCE for m in config.methods):
-    sweep.source_model(config.seeds[0])  # a source that does not fit fails before the sweep
+    for seed in config.seeds:
+      source_times.append(sweep.train_source(seed).get('wall_time_s', float('nan')))
+      sweep.source_model(seed)  # a source that does not fit fails before the sweep
 
   results, times = {}, {}
   for method in config.methods:
-    t0 = time.time()
-    results[method] = [sweep.cell(method, seed) for seed in config.seeds]
-    times[method] = time.time() - t0
+    cells = [sweep.cell(method, seed) for seed in config.seeds]
+    results[method] = [c['target_test_accuracy'] for c in cells]
+    times[method] = [c.get('wall_time_s', float('nan')) for c in cells]
     accs = np.asarray(results[method])
     print(f'{method:>13}: target test accuracy {100 * accs.mean():.1f} +- '
-          f'{100 * accs.std():.1f} ({len(accs)} seeds, {times[method]:.0f} s)')
+          f'{100 * accs.std():.1f} ({len(accs)} seeds, {np.sum(times[method]):.0f} s)')
   summary = summarize(results)
   if jax.process_index() == 0:
     common.write_json(os.path.join(workdir, 'summary.json'), summary)
-    common.write_text(os.path.join(workdir, 'report.md'), _report(config, results, summary))
+    common.write_text(os.path.join(workdir, 'report.md'),
+                      _report(config, results, times, source_times, summary))
   print(f'report: {os.path.join(workdir, "report.md")}')
 
 
@@ -399,20 +414,25 @@ def summarize(results):
   return summary
 
 
-def _report(config, results, summary):
+def _report(config, results, times, source_times, summary):
   seeds = tuple(config.seeds)
-  lines = ['| method | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | mean ± std |',
-           '|---|' + '---|' * (len(seeds) + 1)]
+  lines = ['| method | ' + ' | '.join(f'seed {s}' for s in seeds) +
+           ' | mean ± std | wall time per seed (s) |',
+           '|---|' + '---|' * (len(seeds) + 2)]
   for method, accs in results.items():
     cells = ' | '.join(f'{100 * a:.1f}' for a in accs)
-    lines.append(f'| {method} | {cells} | {100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f} |')
+    lines.append(f'| {method} | {cells} | {100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f} | '
+                 f'{np.mean(times[method]):.0f} |')
   gaps = [f'{m}: {100 * summary[f"{m}/gap_closed"]:.0f}%' for m in ('dann', 'shot')
           if f'{m}/gap_closed' in summary]
   source = config.source or '<workdir>/source/seed<s>'
   return (f'# Domain adaptation: {config.source_task.dataset.name} -> {config.target.name}\n\n'
           f'Target test accuracy (%) on `{config.target.name}:{config.target.eval_split}`; '
           f'the target `{config.target.train_split}` split is used without labels. '
-          f'Source runs: `{source}`. DANN: {config.dann.steps} steps; SHOT: '
+          f'Source runs: `{source}`' +
+          (f' (training: {np.mean(source_times):.0f} s per seed, not in the wall times below). '
+           if source_times and not config.source else '. ') +
+          f'DANN: {config.dann.steps} steps, BatchNorm {config.dann.batch_norm}; SHOT: '
           f'{config.shot.epochs} epochs.\n\n' + '\n'.join(lines) + '\n' +
           (f'\nGap closed between source_only and target_oracle: {", ".join(gaps)}.\n'
            if gaps else ''))

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from experiments import common
-from experiments.cluster import ensure_representation, representation_source
+from experiments.cluster import ensure_representation, representation_source, task_arrays
 from tlu.data import sources
 from tlu.evaluate.anomaly_eval import one_class_auroc_per_class
 from tlu.evaluate.representation import l2_normalize
@@ -34,14 +34,24 @@ def scorers(config):
   }
 
 
+def check(config):
+  """The anomaly config's own checks (no compute, no other run needed)."""
+  common.check_batch(config.batch_size)
+  if config.knn_k < 1 or config.kmeans_clusters < 1:
+    raise common.ConfigError('knn_k and kmeans_clusters must be >= 1')
+  if config.mahalanobis_shrinkage < 0 or config.mahalanobis_shrinkage > 1:
+    raise common.ConfigError('mahalanobis_shrinkage must be in [0, 1]')
+  ds = config.dataset
+  sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
+
+
 def representations(config, mesh, feature_dir):
   """{name: (train (N, d), test (M, d))} and the labels of both splits."""
   ds = config.dataset
   out, labels = {'raw pixels': [], 'contrastive features': []}, []
-  for split in ('train', 'test'):
-    arrays = sources.load_arrays(ds.name, split, ds.data_dir)
-    out['raw pixels'].append(
-        arrays['image'].reshape(len(arrays['image']), -1).astype(np.float32) / 255.0)
+  for split in (ds.train_split, ds.eval_split):
+    images, _ = task_arrays(ds, split)
+    out['raw pixels'].append(images.reshape(len(images), -1).astype(np.float32) / 255.0)
     feats, y = features_of_run(feature_dir, ds, split,
                                batch_size=config.batch_size, mesh=mesh,
                                step=config.features_step)
@@ -52,10 +62,9 @@ def representations(config, mesh, feature_dir):
 
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'anomaly')
+  check(config)
   common.check_workdir(workdir, config)
-  common.check_batch(config.batch_size)
   ds = config.dataset
-  sources.dataset_info(ds.name, ['train', 'test'], ds.data_dir)
   feature_dir, needs = representation_source(config, workdir)
   common.claim_workdir(workdir, config)
   ensure_representation(config, feature_dir, needs)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from experiments import common
-from tlu.data import sources
+from tlu.data import sources, subsets
 from tlu.evaluate import clustering
 from tlu.evaluate.representation import l2_normalize
 from tlu.evaluate.run_features import features_of_run
@@ -40,20 +40,41 @@ def ensure_representation(config, path, needs_pretraining):
     pretrain.pretrain(config.pretrain, path)
 
 
+def check(config):
+  """The cluster config's own checks (no compute, no other run needed)."""
+  if config.rows not in ('all', 'test'):
+    raise common.ConfigError(f"rows must be 'all' or 'test', got {config.rows!r}")
+  common.check_batch(config.batch_size)
+  ds = config.dataset
+  info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
+  pixels = int(np.prod(subsets.input_shape(ds, info)))
+  if not 0 < config.pca_components <= pixels:
+    raise common.ConfigError(f'pca_components={config.pca_components} must be in 1..{pixels} '
+                             '(the number of pixel values)')
+  return info
+
+
 def split_arrays(config, mesh, feature_dir):
   """{'pixels', 'features'} of the clustered rows, and their labels."""
   ds = config.dataset
-  splits = ('train', 'test') if config.rows == 'all' else ('test',)
+  splits = (ds.train_split, ds.eval_split) if config.rows == 'all' else (ds.eval_split,)
   pixels, feats, labels = [], [], []
   for split in splits:
-    arrays = sources.load_arrays(ds.name, split, ds.data_dir)
-    pixels.append(arrays['image'].reshape(len(arrays['image']), -1).astype(np.float32) / 255.0)
+    images, y_pix = task_arrays(ds, split)
+    pixels.append(images.reshape(len(images), -1).astype(np.float32) / 255.0)
     f, y = features_of_run(feature_dir, ds, split,
                            batch_size=config.batch_size, mesh=mesh, step=config.features_step)
-    np.testing.assert_array_equal(y, arrays['label'])  # same rows, same order
+    np.testing.assert_array_equal(y, y_pix)  # same rows, same order
     feats.append(f)
     labels.append(y)
   return np.concatenate(pixels), np.concatenate(feats), np.concatenate(labels)
+
+
+def task_arrays(ds, split):
+  """(images (N, H, W, C) uint8, labels (N,)) of a dataset config's split, as the model sees them."""
+  source = subsets.task_source(ds, split)
+  examples = [source[i] for i in range(len(source))]
+  return np.stack([e['image'] for e in examples]), np.asarray([e['label'] for e in examples])
 
 
 def cluster(config, x, k):
@@ -64,16 +85,13 @@ def cluster(config, x, k):
 
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'cluster')
-  if config.rows not in ('all', 'test'):
-    raise common.ConfigError(f"rows must be 'all' or 'test', got {config.rows!r}")
+  info = check(config)
   common.check_workdir(workdir, config)
   ds = config.dataset
-  info = sources.dataset_info(ds.name, ['train', 'test'], ds.data_dir)
   feature_dir, needs = representation_source(config, workdir)
   common.claim_workdir(workdir, config)
   ensure_representation(config, feature_dir, needs)
   mesh = mesh_lib.make_mesh()
-  common.check_batch(config.batch_size)
   pixels, feats, labels = split_arrays(config, mesh, feature_dir)
   k = config.num_clusters or info.num_classes
   reduced = np.asarray(pca_lib.pca_transform(pca_lib.pca_fit(pixels, config.pca_components),

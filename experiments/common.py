@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 
 import jax
@@ -83,6 +84,7 @@ def launch(main, default_config):
   from tlu.train.loop import NonFiniteLoss  # pylint: disable=import-outside-toplevel
 
   define_flags(default_config)
+  signal.signal(signal.SIGTERM, _on_sigterm)
 
   def wrapped(argv):
     del argv
@@ -173,16 +175,18 @@ def check_batch(batch_size, what='batch_size'):
                       f'use a multiple of {n}')
 
 
-class Preemption:
-  """SIGTERM (TPU VM preemption, `kill`) sets a flag; the loop saves and stops."""
+_PREEMPTED = threading.Event()
 
-  def __init__(self):
-    self.requested = False
-    signal.signal(signal.SIGTERM, self._handler)
 
-  def _handler(self, signum, frame):
-    del signum, frame
-    self.requested = True
+def _on_sigterm(signum, frame):
+  del signum, frame
+  _PREEMPTED.set()
 
-  def __call__(self):
-    return self.requested
+
+def preempted():
+  """True once SIGTERM arrived (TPU VM preemption, `kill`): the loop saves and stops.
+
+  One flag per process, installed by `launch`, so every stage run in-process
+  (the pipeline, a transfer's source) sees the same request.
+  """
+  return _PREEMPTED.is_set()

@@ -30,12 +30,12 @@ def _summary(path):
 def stage_configs(config, workdir):
   """The config of every stage, wired to the outputs of the stages before it."""
   d = lambda *p: os.path.join(workdir, *p)
-  cfgs = {'pretrain': config.pretrain}
+  with_features = {}
   for name in ('cluster', 'anomaly'):
     cfg = getattr(config, name).copy_and_resolve_references()
     cfg.unlock()
     cfg.features = d('pretrain')
-    cfgs[name] = cfg
+    with_features[name] = cfg
   contrastive = config.transfer.copy_and_resolve_references()
   contrastive.unlock()
   contrastive.source = d('pretrain')
@@ -43,10 +43,9 @@ def stage_configs(config, workdir):
   supervised.unlock()
   supervised.strategies = ('scratch',) + tuple(s for s in config.transfer.strategies
                                                if s != 'scratch')
-  cfgs['label_efficiency/contrastive'] = contrastive
-  cfgs['label_efficiency/supervised'] = supervised
-  cfgs['adapt'] = config.adapt
-  return cfgs
+  return {'pretrain': config.pretrain, 'cluster': with_features['cluster'],
+          'label_efficiency/contrastive': contrastive, 'label_efficiency/supervised': supervised,
+          'adapt': config.adapt, 'anomaly': with_features['anomaly']}
 
 
 def run_stage(name, cfg, path):
@@ -76,6 +75,9 @@ def main(config, workdir):
   d = lambda name: os.path.join(workdir, name)
   # Everything that can be checked before compute is checked here, for every stage.
   pretrain.validate(cfgs['pretrain'], d('pretrain'))
+  cluster.check(cfgs['cluster'])
+  anomaly.check(cfgs['anomaly'])
+  transfer.validate(cfgs['label_efficiency/contrastive'], check_source=False)
   transfer.prepare(cfgs['label_efficiency/supervised'], d('label_efficiency/supervised'))
   adapt.validate(cfgs['adapt'], d('adapt'))
   common.claim_workdir(workdir, config)

@@ -93,7 +93,7 @@ def pretrain(config, workdir):
       workdir, state, loss_fn, tx, batches, mesh, num_steps=config.steps, evaluate=evaluate,
       log_every=config.log_every, eval_every=config.eval_every,
       checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-      should_stop=common.Preemption(), progress=config.progress, desc='pretrain',
+      should_stop=common.preempted, progress=config.progress, desc='pretrain',
       on_log=lambda step, m: last_train.update(m))
   if stopped:
     common.fail(f'preempted at step {int(state.step)}; checkpoint saved, re-run to resume',

@@ -68,7 +68,7 @@ def train(config, workdir):
       workdir, state, objectives.supervised(model, config.label_smoothing, augment), tx, batches,
       mesh, num_steps=config.steps, evaluate=evaluate, log_every=config.log_every,
       eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
-      keep_checkpoints=config.keep_checkpoints, should_stop=common.Preemption(),
+      keep_checkpoints=config.keep_checkpoints, should_stop=common.preempted,
       progress=config.progress)
   if stopped:
     common.fail(f'preempted at step {int(state.step)}; checkpoint saved, re-run to resume',

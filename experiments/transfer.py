@@ -74,6 +74,7 @@ class Transfer:
     return session.fit(cell_dir, state, loss_fn, tx, batches, self.mesh, num_steps=num_steps,
                        evaluate=self.evaluate, log_every=max(num_steps // 5, 1),
                        checkpoint_every=num_steps, keep_checkpoints=1, train_step=step,
+                       should_stop=common.preempted,
                        progress=self.config.progress, desc=os.path.basename(cell_dir))
 
   def cell(self, strategy, labels_per_class, seed):
@@ -100,15 +101,26 @@ class Transfer:
     return metrics['accuracy']
 
 
-def validate(config):
-  for s in config.strategies:
-    try:
+def validate(config, check_source=True):
+  """Every check that needs no compute: strategies, batch sizes, data, optimizer, source.
+
+  check_source=False when the source run is made later by the same invocation (pipeline).
+  """
+  try:
+    for s in config.strategies:
       strategies.check(s)
-    except ValueError as e:
-      raise common.ConfigError(str(e)) from None
+    optim.base_optimizer(config.optimizer, config.steps, config.batch_size)
+    train_stage.make_augment(config.augment)
+  except ValueError as e:
+    raise common.ConfigError(str(e)) from None
   common.check_batch(config.batch_size)
   common.check_batch(config.eval_batch_size, 'eval_batch_size')
-  if config.source:
+  ds = config.dataset
+  info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
+  unknown = sorted(set(ds.classes) - set(range(info.num_classes)))
+  if unknown:
+    raise common.ConfigError(f'dataset.classes {unknown} are not labels of {ds.name}')
+  if config.source and check_source:
     try:
       source_config(config.source)
     except PretrainedError as e:

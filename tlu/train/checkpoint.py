@@ -50,16 +50,23 @@ class Checkpointer:
 def restore_params(directory, step=None):
   """Variables {'params', 'batch_stats'} of another run's checkpoint, as host numpy trees.
 
-  Used by transfer: no template is needed because the target decides what it takes.
+  Used by transfer: no template is needed because the target decides what it
+  takes. Shapes come from the checkpoint's metadata and every array is restored
+  onto one local device, so a checkpoint written on a pod or on 8 devices loads
+  on a laptop (and the other way round).
   """
-  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True)) as manager:
+  with ocp.CheckpointManager(directory, item_handlers={'state': ocp.StandardCheckpointHandler()},
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
     if step not in manager.all_steps():
       raise FileNotFoundError(f'no checkpoint for step {step} in {directory}; '
                               f'there are {sorted(manager.all_steps())}')
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                          manager.item_metadata(step)['state'])
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))['state']
+        state=ocp.args.StandardRestore(target)))['state']
+  restored = jax.device_get(restored)
   return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}, step

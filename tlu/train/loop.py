@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from tlu.train import mesh as mesh_lib
@@ -43,6 +44,19 @@ def _check_finite(window, first_step):
   for i, m in enumerate(jax.device_get(window)):
     if not math.isfinite(float(m['loss'])):
       raise NonFiniteLoss(first_step + i)
+
+
+def _stop_requested(should_stop, step, every):
+  """should_stop(), agreed by all processes: a host that stopped alone would hang the others.
+
+  Multi-host, the flags are gathered every `every` steps (one tiny collective);
+  single-host, every step.
+  """
+  if jax.process_count() == 1:
+    return should_stop()
+  if step % every:
+    return False
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(should_stop()))))
 
 
 def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None, writer=None,
@@ -83,7 +97,7 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
     window.append(metrics)
     steps_timed += 1
     bar.update(1)
-    stopped = should_stop()
+    stopped = _stop_requested(should_stop, step, cfg.log_every)
     last = step == cfg.num_steps
     saving = checkpointer is not None and (
         last or stopped or step % checkpointer.every == 0)

@@ -58,8 +58,8 @@ def base_optimizer(cfg, total_steps, batch_size=None):
   if name == 'sgd':
     tx = optax.chain(optax.add_decayed_weights(wd, decay_mask),
                      optax.sgd(lr, momentum=cfg.get('momentum', 0.9), nesterov=True))
-  elif name == 'adam':
-    tx = optax.adam(lr)
+  elif name == 'adam':  # coupled L2 (added to the gradient), unlike adamw's decoupled decay
+    tx = optax.chain(optax.add_decayed_weights(wd, decay_mask), optax.adam(lr))
   elif name == 'adamw':
     tx = optax.adamw(lr, weight_decay=wd, mask=decay_mask)
   elif name == 'lars':

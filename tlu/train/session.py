@@ -30,14 +30,13 @@ def fit(workdir, state, loss_fn, tx, batches, mesh, *, num_steps, evaluate=None,
   state = jax.device_put(jax.tree.map(jnp.copy, state), mesh_lib.replicated(mesh))
   checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                               every=checkpoint_every, keep=keep_checkpoints)
-  writer = MetricWriter(workdir)
+  resumed = checkpointer.latest_step()
+  writer = MetricWriter(workdir, resume_step=resumed or 0)
   try:
-    resumed = checkpointer.latest_step()
     if resumed is not None:
       state = checkpointer.restore(state, batches)
       if jax.process_index() == 0:
         print(f'{desc}: resuming from the checkpoint of step {resumed}', file=sys.stderr)
-    writer.truncate_after(resumed or 0)  # rows past the checkpoint will be logged again
     train_step = train_step or make_train_step(loss_fn, tx, mesh, keep_stats=keep_stats)
     cfg = loop.LoopConfig(num_steps=num_steps, log_every=log_every, eval_every=eval_every,
                           progress=progress, progress_desc=desc)

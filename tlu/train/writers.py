@@ -13,15 +13,22 @@ def _scalar(v):
 
 
 class MetricWriter:
-  """write(step, split, metrics) appends one JSON object per call and logs TB scalars."""
+  """write(step, split, metrics) appends one JSON object per call and logs TB scalars.
 
-  def __init__(self, workdir, tensorboard=True):
+  resume_step: the step training restarts from; rows (and TensorBoard events)
+  logged after it by an interrupted run are dropped, since they will be logged again.
+  """
+
+  def __init__(self, workdir, resume_step=0, tensorboard=True):
     self.active = jax.process_index() == 0
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.tb = None
-    if self.active and tensorboard:
+    if not self.active:
+      return
+    self.truncate_after(resume_step)
+    if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-      self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
+      self.tb = SummaryWriter(os.path.join(workdir, 'tb'), purge_step=resume_step + 1)
 
   def write(self, step, split, metrics):
     if not self.active:
@@ -36,11 +43,10 @@ class MetricWriter:
       self.tb.flush()
 
   def truncate_after(self, step):
-    """On resume: drop rows logged after the checkpoint we restart from."""
-    if not self.active or not os.path.exists(self.path):
+    """Drops rows logged after `step` (and a line half-written by a killed run)."""
+    if not os.path.exists(self.path):
       return
-    with open(self.path) as f:
-      rows = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+    rows = [json.dumps(r) + '\n' for r in _parse(self.path) if r['step'] <= step]
     tmp = self.path + '.tmp'
     with open(tmp, 'w') as f:
       f.writelines(rows)
@@ -51,7 +57,17 @@ class MetricWriter:
       self.tb.close()
 
 
+def _parse(path):
+  rows = []
+  with open(path) as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:  # the last line of a run killed mid-write
+        continue
+  return rows
+
+
 def read_metrics(workdir):
   """All rows of a run's metrics.jsonl."""
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return _parse(os.path.join(workdir, 'metrics.jsonl'))
