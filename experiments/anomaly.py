@@ -88,7 +88,8 @@ def main(config, workdir):
       f'# One-class anomaly detection on {ds.name}\n\n'
       'Each class in turn is normal: the scorer sees only its training images; every test '
       'image of another class is an anomaly. AUROC (anomaly = positive). Features: backbone '
-      f'of `{feature_dir}`, L2-normalised.\n\n{table}\n'))
+      f'of `{feature_dir}`, L2-normalised; that backbone may have seen images of every class '
+      '(without labels) during its own training.\n\n{table}\n'))
   print(f'report: {os.path.join(workdir, "report.md")}')
 
 

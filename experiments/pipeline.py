@@ -128,8 +128,11 @@ def adaptation_tsne(workdir, config, out_dir):
   for tag, run in (('before', before), ('after', after)):
     if not os.path.isdir(os.path.join(run, 'checkpoints')):
       continue
-    fs, ys = features_of_run(run, src_ds, src_ds.eval_split, batch_size=360, mesh=mesh)
-    ft, yt = features_of_run(run, tgt_ds, tgt_ds.eval_split, batch_size=360, mesh=mesh)
+    # SHOT's cells hold checkpoints of the source model's architecture.
+    fs, ys = features_of_run(run, src_ds, src_ds.eval_split, batch_size=360, mesh=mesh,
+                             config_dir=before)
+    ft, yt = features_of_run(run, tgt_ds, tgt_ds.eval_split, batch_size=360, mesh=mesh,
+                             config_dir=before)
     feats = np.concatenate([fs, ft])
     feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     emb = embedding.tsne_2d(feats, 0)

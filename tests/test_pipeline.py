@@ -15,6 +15,7 @@ STAGES = ('pretrain', 'cluster', 'label_efficiency/contrastive', 'label_efficien
 def pipeline(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp('pipeline')
   first = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
+                    '--config.tsne=True',
                     *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
                       ('pretrain', 'cluster', 'transfer', 'anomaly')],
                     f'--config.transfer.source_task.dataset.data_dir={data_dir}',
@@ -31,7 +32,9 @@ def test_every_stage_writes_its_summary_and_the_report_has_every_section(pipelin
   for heading in ('## Results', '## 1. Contrastive pretraining', '## 2. k-means',
                   '## 3. Label efficiency', '## 4. Domain adaptation', '## 5. Anomaly detection'):
     assert heading in report
-  assert (workdir / 'label_efficiency.png').exists() and (workdir / 'learning_curves.png').exists()
+  for png in ('label_efficiency.png', 'learning_curves.png', 'tsne_adapt_before.png',
+              'tsne_adapt_after.png'):
+    assert (workdir / png).exists(), png
   summary = json.loads((workdir / 'summary.json').read_text())
   assert 0.0 <= summary['cluster/acc'] <= 1.0 and 0.0 <= summary['adapt/shot'] <= 1.0
 
@@ -40,6 +43,7 @@ def test_second_invocation_resumes_instead_of_recomputing(pipeline, data_dir):
   workdir, _ = pipeline
   before = {s: os.path.getmtime(workdir / s / 'summary.json') for s in STAGES}
   again = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
+                    '--config.tsne=True',
                     *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
                       ('pretrain', 'cluster', 'transfer', 'anomaly')],
                     f'--config.transfer.source_task.dataset.data_dir={data_dir}',

@@ -25,12 +25,14 @@ def source_config(workdir):
     return json.load(f)
 
 
-def load_pretrained(workdir, step=None):
+def load_pretrained(workdir, step=None, config_dir=None):
   """(variables {'params', 'batch_stats'} as host arrays, model config dict, step).
 
   step: a checkpoint step of that run (default: the latest).
+  config_dir: the run whose config.json names the architecture, when `workdir`
+    holds only checkpoints (a cell of a sweep trained from that run's model).
   """
-  config = source_config(workdir)
+  config = source_config(config_dir or workdir)
   if 'model' not in config:
     raise PretrainedError(f'the config of {workdir} names no model')
   ckpt_dir = os.path.join(os.path.abspath(workdir), 'checkpoints')
