@@ -142,11 +142,12 @@ def validate(config, workdir):
   tgt, src = config.target, config.source_task.dataset
   info = sources.dataset_info(tgt.name, [tgt.train_split, tgt.eval_split], tgt.data_dir)
   src_info = sources.dataset_info(src.name, [src.train_split], src.data_dir)
-  if (src_info.num_classes, src_info.image_shape) != (info.num_classes, info.image_shape):
+  src_shape, tgt_shape = subsets.input_shape(src, src_info), subsets.input_shape(tgt, info)
+  if (src_info.num_classes, src_shape) != (info.num_classes, tgt_shape):
     raise common.ConfigError(
-        f'source {src.name} ({src_info.num_classes} classes, images {src_info.image_shape}) and '
-        f'target {tgt.name} ({info.num_classes} classes, images {info.image_shape}) must have '
-        'the same classes and image shape')
+        f'source {src.name} ({src_info.num_classes} classes, images {src_shape}) and '
+        f'target {tgt.name} ({info.num_classes} classes, images {tgt_shape}) must have '
+        'the same classes and input shape (set dataset.image_size / channels to fit them)')
   if src.classes or tgt.classes:
     raise common.ConfigError('adaptation uses every class: leave dataset.classes empty')
   try:
@@ -190,11 +191,10 @@ class Adaptation:
   def __init__(self, config, workdir, info, mesh):
     self.config, self.workdir, self.mesh = config, workdir, mesh
     tgt, src = config.target, config.source_task.dataset
-    self.num_classes, self.image_shape = info.num_classes, info.image_shape
-    self.target_train = sources.open_source(tgt.name, tgt.train_split, tgt.data_dir)
-    self.target_test = sources.open_source(tgt.name, tgt.eval_split, tgt.data_dir)
-    self.source_train = subsets.TaskView(sources.open_source(src.name, src.train_split,
-                                                             src.data_dir))
+    self.num_classes, self.image_shape = info.num_classes, subsets.input_shape(tgt, info)
+    self.target_train = subsets.task_source(tgt, tgt.train_split)
+    self.target_test = subsets.task_source(tgt, tgt.eval_split)
+    self.source_train = subsets.task_source(src, src.train_split)
     self._cache = {}
 
   def _cached(self, key, make):
