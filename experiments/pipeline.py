@@ -85,9 +85,11 @@ def main(config, workdir):
   times = {}
   for name, cfg in cfgs.items():
     times[name] = run_stage(name, cfg, d(name))
-  if jax.process_index() == 0:
+  if jax.process_index() != 0:
+    return
+  if any(times.values()) or not os.path.exists(d('report.md')):
     report(config, workdir, times)
-    print(f'pipeline finished in {time.time() - t0:.0f} s; report: {d("report.md")}')
+  print(f'pipeline finished in {time.time() - t0:.0f} s; report: {d("report.md")}')
 
 
 # ----------------------------------------------------------------------------- report
