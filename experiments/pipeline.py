@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from experiments import adapt, anomaly, cluster, common, pretrain, transfer
+from tlu.evaluate.representation import l2_normalize
 from tlu.evaluate.run_features import features_of_run
 from tlu.report import embedding, plots
 from tlu.train import mesh as mesh_lib
@@ -135,8 +136,7 @@ def adaptation_tsne(workdir, config, out_dir):
                              config_dir=before)
     ft, yt = features_of_run(run, tgt_ds, tgt_ds.eval_split, batch_size=360, mesh=mesh,
                              config_dir=before)
-    feats = np.concatenate([fs, ft])
-    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    feats = l2_normalize(np.concatenate([fs, ft]))
     emb = embedding.tsne_2d(feats, 0)
     domain = np.array(['source'] * len(fs) + ['target'] * len(ft))
     name = f'tsne_adapt_{tag}.png'

@@ -22,16 +22,15 @@ How a train loop uses this (fixed frozen set)::
 Gradual unfreezing (`unfreeze_schedule`, `masked_optimizer(..., unfreeze=...)`)
 keeps one optimizer and one optimizer-state layout for the whole run: each
 label's updates pass through a 0/1 gate driven by the optimizer's own update
-count, so the frozen set changes inside the compiled step without re-jitting.
-Only the model side (which BatchNorm layers use running averages, which
-statistics to keep) depends on the stage; pass `schedule(step)` as a static
-argument of the jitted step and it retraces once per stage, never per step::
+count, so the frozen set of *parameters* changes inside the compiled step
+without re-jitting. The BatchNorm side (which layers run on running averages,
+which statistics to keep) is fixed when an objective is built
+(`objectives.supervised(..., frozen=...)`, `make_train_step(keep_stats=...)`);
+a run that must also release BatchNorm layers stage by stage builds the next
+stage's objective and step at the boundary (one compile per stage)::
 
   schedule = unfreeze_schedule([(1000, ('backbone/stage4.*',)), (2000, ('backbone/.*',))])
   tx = masked_optimizer(base_tx_fn, params, groups, unfreeze=schedule)
-  step_fn = jax.jit(train_step, static_argnames='frozen')
-  for step in range(num_steps):  # `step` == number of updates applied so far
-    state = step_fn(state, batch, frozen=frozen_patterns(groups) + schedule(step))
 """
 
 import dataclasses
