@@ -32,6 +32,8 @@ def get_config(arg=None):
   c.transfer.steps = 100
   c.adapt = digits_to_digits_m.get_config()
   c.adapt.seeds = (0,)             # 3-seed means: `python -m experiments.adapt` (README)
+  c.adapt.dann.steps = 300         # the standalone config trains longer; this fits 10 minutes
+  c.adapt.shot.epochs = 3
   c.anomaly = digits_anomaly.get_config()
   for stage in (c.cluster, c.anomaly):
     stage.pretrain = ml_collections.ConfigDict()   # features come from stage 1
