@@ -14,8 +14,11 @@ uses that run for every seed; a '{seed}' in it is replaced by the seed.
 Only the target's train split is used for adaptation, without its labels;
 accuracy is measured on its test split. The `seed` of the nested task configs is
 replaced by each seed of `seeds`.
-Expected (mean of 3 seeds, see the README): dann and shot beat source_only by
->= 20 points; shot closes >= 60% of the source_only -> target_oracle gap.
+Goal: dann and shot beat source_only by >= 20 points and shot closes >= 60% of
+the source_only -> target_oracle gap. Measured with this config (3 seeds, 2-core
+CPU, README): source_only 9.5, dann 26.7 +- 11.7, shot 6.8, target_oracle 95.4:
+not met yet (the source model is at chance on the target, so SHOT's pseudo-labels
+have nothing to start from).
 """
 
 import ml_collections
