@@ -42,8 +42,7 @@ def stage_configs(config, workdir):
   contrastive.source = d('pretrain')
   supervised = config.transfer.copy_and_resolve_references()
   supervised.unlock()
-  supervised.strategies = ('scratch',) + tuple(s for s in config.transfer.strategies
-                                               if s != 'scratch')
+  supervised.strategies = tuple(config.supervised_strategies)
   return {'pretrain': config.pretrain, 'cluster': with_features['cluster'],
           'label_efficiency/contrastive': contrastive, 'label_efficiency/supervised': supervised,
           'adapt': config.adapt, 'anomaly': with_features['anomaly']}
@@ -107,14 +106,12 @@ def _cells(path, strategy, lpc):
 def label_efficiency_curves(workdir, config):
   """{curve name: {labels per class: [accuracy per seed]}} read from the cells."""
   curves = {}
-  sweeps = {'contrastive': ('linear_probe', 'finetune'),
-            'supervised 0-4': ('scratch', 'linear_probe', 'finetune')}
+  sweeps = {'contrastive': config.transfer.strategies,
+            'supervised 0-4': config.supervised_strategies}
   for source, strategies in sweeps.items():
     path = os.path.join(workdir, 'label_efficiency',
                         'contrastive' if source == 'contrastive' else 'supervised')
     for s in strategies:
-      if s not in config.transfer.strategies and s != 'scratch':
-        continue
       name = 'scratch' if s == 'scratch' else f'{source} {s.replace("_", " ")}'
       curves[name] = {k: _cells(path, s, k) for k in config.transfer.labels_per_class}
   return curves
