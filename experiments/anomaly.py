@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from experiments import common
-from experiments.cluster import ensure_representation, representation_source, task_arrays
+from experiments.cluster import claim_with_representation, task_arrays
 from tlu.data import sources
 from tlu.evaluate.anomaly_eval import one_class_auroc_per_class
 from tlu.evaluate.representation import l2_normalize
@@ -63,11 +63,8 @@ def representations(config, mesh, feature_dir):
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'anomaly')
   check(config)
-  common.check_workdir(workdir, config)
   ds = config.dataset
-  feature_dir, needs = representation_source(config, workdir)
-  common.claim_workdir(workdir, config)
-  ensure_representation(config, feature_dir, needs)
+  feature_dir = claim_with_representation(config, workdir)
   mesh = mesh_lib.make_mesh()
   reps, (y_train, y_test) = representations(config, mesh, feature_dir)
   classes = [int(c) for c in np.unique(y_test)]

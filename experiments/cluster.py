@@ -33,11 +33,19 @@ def representation_source(config, workdir, subdir='pretrain'):
   return path, not os.path.exists(os.path.join(path, 'summary.json'))
 
 
-def ensure_representation(config, path, needs_pretraining):
+def claim_with_representation(config, workdir):
+  """Checks the workdir and the representation's run, claims the workdir, pretrains if needed.
+
+  Returns the run directory whose backbone gives the features.
+  """
+  common.check_workdir(workdir, config)
+  feature_dir, needs_pretraining = representation_source(config, workdir)
+  common.claim_workdir(workdir, config)
   if needs_pretraining:
     from experiments import pretrain  # pylint: disable=import-outside-toplevel
-    print(f'pretraining the representation in {path}')
-    pretrain.pretrain(config.pretrain, path)
+    print(f'pretraining the representation in {feature_dir}')
+    pretrain.pretrain(config.pretrain, feature_dir)
+  return feature_dir
 
 
 def check(config):
@@ -86,11 +94,8 @@ def cluster(config, x, k):
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'cluster')
   info = check(config)
-  common.check_workdir(workdir, config)
   ds = config.dataset
-  feature_dir, needs = representation_source(config, workdir)
-  common.claim_workdir(workdir, config)
-  ensure_representation(config, feature_dir, needs)
+  feature_dir = claim_with_representation(config, workdir)
   mesh = mesh_lib.make_mesh()
   pixels, feats, labels = split_arrays(config, mesh, feature_dir)
   k = config.num_clusters or info.num_classes

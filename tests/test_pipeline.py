@@ -11,17 +11,21 @@ STAGES = ('pretrain', 'cluster', 'label_efficiency/contrastive', 'label_efficien
           'adapt', 'anomaly')
 
 
+def _run(workdir, data_dir):
+  """The tiny pipeline (with its t-SNE pictures) in workdir, data from the test data dir."""
+  return run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
+                   '--config.tsne=True',
+                   *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
+                     ('pretrain', 'cluster', 'transfer', 'anomaly')],
+                   f'--config.transfer.source_task.dataset.data_dir={data_dir}',
+                   f'--config.adapt.source_task.dataset.data_dir={data_dir}',
+                   f'--config.adapt.target.data_dir={data_dir}', check=True)
+
+
 @pytest.fixture(scope='module')
 def pipeline(tmp_path_factory, data_dir):
   workdir = tmp_path_factory.mktemp('pipeline')
-  first = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
-                    '--config.tsne=True',
-                    *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
-                      ('pretrain', 'cluster', 'transfer', 'anomaly')],
-                    f'--config.transfer.source_task.dataset.data_dir={data_dir}',
-                    f'--config.adapt.source_task.dataset.data_dir={data_dir}',
-                    f'--config.adapt.target.data_dir={data_dir}', check=True)
-  return workdir, first
+  return workdir, _run(workdir, data_dir)
 
 
 def test_every_stage_writes_its_summary_and_the_report_has_every_section(pipeline):
@@ -42,13 +46,7 @@ def test_every_stage_writes_its_summary_and_the_report_has_every_section(pipelin
 def test_second_invocation_resumes_instead_of_recomputing(pipeline, data_dir):
   workdir, _ = pipeline
   before = {s: os.path.getmtime(workdir / s / 'summary.json') for s in STAGES}
-  again = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={workdir}',
-                    '--config.tsne=True',
-                    *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
-                      ('pretrain', 'cluster', 'transfer', 'anomaly')],
-                    f'--config.transfer.source_task.dataset.data_dir={data_dir}',
-                    f'--config.adapt.source_task.dataset.data_dir={data_dir}',
-                    f'--config.adapt.target.data_dir={data_dir}', check=True)
+  again = _run(workdir, data_dir)
   for s in STAGES:
     assert f'== {s}: done before' in again.stdout
   assert {s: os.path.getmtime(workdir / s / 'summary.json') for s in STAGES} == before
