@@ -11,7 +11,6 @@ import json
 import os
 import time
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,23 +35,6 @@ SHOT_GROUPS = (('head/.*', None),)  # the source hypothesis is frozen
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def paired_batches(source, target, batch_size, seed):
-  """Endless {'image', 'label', 'target_image'} batches of `batch_size` from each domain.
-
-  Two independent seeded shuffles (a new order every epoch of each domain) in one
-  grain pipeline, so its state checkpoints like any train iterator. Only the
-  target's images are read, never its labels.
-  """
-  count, index = jax.process_count(), jax.process_index()
-  target_ds = grain.MapDataset.source(target).shuffle(seed=seed + 1).repeat()
-  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds.map_with_index(lambda i, ex: {'image': np.asarray(ex['image']),
-                                        'label': np.asarray(ex['label']),
-                                        'target_image': np.asarray(target_ds[i]['image'])})
-  ds = ds[index::count].batch(batch_size // count, drop_remainder=True)
-  return iter(ds.to_iter_dataset())
 
 
 class _ImagesWithIndex:
@@ -287,7 +269,9 @@ class Adaptation:
     tx, loss_fn, step = self._cached(('dann', model), lambda: self._dann_step(model))
     variables = self._init(model)(jax.random.key(seed), jnp.zeros((1,) + self.image_shape))
     state = TrainState.create(variables, tx, seed)
-    batches = paired_batches(self.source_train, self.target_train, cfg.batch_size, seed)
+    batches = loader.paired_iterator(self.source_train, self.target_train, cfg.batch_size, seed=seed,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count())
     state, metrics = self._fit(cell_dir, state, loss_fn, tx, step, batches, cfg.steps,
                                self.evaluator(model), max(cfg.steps // 5, 1))
     return {'target_test_accuracy': metrics['accuracy'], 'target_test_loss': metrics['loss'],

@@ -213,7 +213,12 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
   assert {'im_loss', 'pseudo_ce', 'entropy', 'diversity'} <= set(rows[0])
   assert rows[-1]['split'] == 'test' and rows[-1]['step'] == 4
   assert 'domain_accuracy' in read_jsonl(work / 'dann' / 'seed0' / 'metrics.jsonl')[0]
-  assert 'shot/gap_closed' in summary and 'dann/gap_closed' in summary
+  low, high = (summary[f'{m}/target_test_accuracy'] for m in ('source_only', 'target_oracle'))
+  for method in ('shot', 'dann'):   # a gap exists only when the oracle is above source_only
+    assert (f'{method}/gap_closed' in summary) == (high > low)
+    if high > low:
+      expected = (summary[f'{method}/target_test_accuracy'] - low) / (high - low)
+      assert summary[f'{method}/gap_closed'] == pytest.approx(expected)
 
 
 def test_source_runs_are_per_seed_or_given():

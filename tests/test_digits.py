@@ -56,7 +56,7 @@ def test_same_images_and_labels_across_the_three_forms(arrays):
                            'bilinear', antialias=False)
     assert np.max(np.abs(np.asarray(ref) - big['image'][..., 0].astype(np.float32))) <= 1.0
     assert np.all(big['image'][..., 0] == big['image'][..., 2])
-    # digits_m = |texture - digit|: differs from the plain digit, is colourful.
+    # digits_m = |photo crop - digit|: differs from the plain digit, is colourful.
     assert np.mean(np.abs(m['image'].astype(int) - big['image'].astype(int))) > 20
     assert np.mean(np.std(m['image'].astype(float), axis=-1)) > 5
 

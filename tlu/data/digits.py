@@ -2,8 +2,9 @@
 
 `tlu_digits` holds the 1,797 real 8x8 digits of `sklearn.datasets.load_digits`;
 `tlu_digits_m` puts the same digits, upsampled to 32x32 RGB, over seeded colour
-textures as |texture - digit| (the MNIST -> MNIST-M shift of Ganin & Lempitsky,
-2015, without a download). Both use one fixed stratified split (train 1,437 /
+crops of real colour photographs as |crop - digit| (the MNIST -> MNIST-M shift
+of Ganin & Lempitsky, 2015, without a download: the photographs are the two that
+scikit-learn ships). Both use one fixed stratified split (train 1,437 /
 test 360) so a source and a target model see the same images and labels.
 
 Features are `tfds.features.Tensor(uint8)`, not `Image`: `Image` needs TensorFlow
@@ -59,19 +60,24 @@ def upsample(images, size=32):
 
 
 def textures(n, size=32, seed=TEXTURE_SEED):
-  """n smooth random colour textures, (n, size, size, 3) uint8, one per image.
+  """n random size x size crops of real colour photographs, (n, size, size, 3) uint8.
 
-  Each is a low-resolution random colour field, upsampled, plus a random colour
-  offset, which is close to the BSDS500 patches of MNIST-M in what matters: the
-  background colour and its variation differ from image to image.
+  MNIST-M crops BSDS500 photographs; offline, we crop the two photographs that
+  scikit-learn ships (`load_sample_images`: a temple in China and a flower), at
+  seeded positions, so every image gets its own natural background: its colour,
+  brightness and edges differ from image to image as in MNIST-M.
   """
+  from sklearn.datasets import load_sample_images  # pylint: disable=import-outside-toplevel
+  photos = load_sample_images().images
   rng = np.random.default_rng(seed)
-  coarse = rng.uniform(0, 255, size=(n, 4, 4, 3)).astype(np.float32)
-  base = rng.uniform(0, 255, size=(n, 1, 1, 3)).astype(np.float32)
-  fine = np.stack([upsample(coarse[..., c].astype(np.uint8), size) for c in range(3)], -1)
-  noise = rng.normal(0, 12, size=(n, size, size, 3))
-  tex = 0.5 * fine + 0.5 * base + noise
-  return np.clip(np.round(tex), 0, 255).astype(np.uint8)
+  which = rng.integers(len(photos), size=n)
+  out = np.empty((n, size, size, 3), np.uint8)
+  for i, k in enumerate(which):
+    photo = photos[k]
+    y = rng.integers(photo.shape[0] - size + 1)
+    x = rng.integers(photo.shape[1] - size + 1)
+    out[i] = photo[y:y + size, x:x + size]
+  return out
 
 
 def digits_32_rgb(images):
@@ -142,7 +148,12 @@ class TluDigits(_DigitsBuilder):
 
 
 class TluDigitsM(_DigitsBuilder):
-  """The digits at 32x32 RGB as |colour texture - digit| (offline MNIST-M)."""
+  """The digits at 32x32 RGB as |photograph crop - digit| (offline MNIST-M)."""
+
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'First release: synthetic colour-field backgrounds.',
+                   '1.1.0': 'Backgrounds are crops of real photographs, as in MNIST-M (on the '
+                            'synthetic fields a source model was at chance, 10%).'}
 
   def _shape(self):
     return (32, 32, 3)
