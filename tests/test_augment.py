@@ -14,6 +14,7 @@ PRESET_SHAPES = {
     'simclr_imagenet': (2, 40, 40, 3),
     'digits': (16, 8, 8, 1),
     'digits_rgb': (4, 32, 32, 3),
+    'digits_polarity': (4, 32, 32, 3),
 }
 
 
@@ -62,6 +63,20 @@ def test_flip_with_probability_one_mirrors_width():
   images = random_images((3, 8, 10, 3))
   out = jitted(augment_lib.AugmentConfig(flip_prob=1.0))(jax.random.key(0), images)
   np.testing.assert_array_equal(np.asarray(out), np.asarray(images)[:, :, ::-1])
+
+
+def test_invert_flips_whole_channels_independently():
+  images = random_images((64, 4, 4, 3))
+  x = np.asarray(images)
+  out = np.asarray(jitted(augment_lib.AugmentConfig(invert_prob=0.5))(jax.random.key(0), images))
+  kept = np.all(np.isclose(out, x), axis=(1, 2))             # (N, C): channel left alone
+  inverted = np.all(np.isclose(out, 1.0 - x), axis=(1, 2))   # (N, C): channel is 1 - x
+  assert np.all(kept ^ inverted)
+  assert 0.3 < inverted.mean() < 0.7
+  mixed = inverted.any(axis=1) & ~inverted.all(axis=1)       # some images invert only some channels
+  assert mixed.any()
+  always = np.asarray(jitted(augment_lib.AugmentConfig(invert_prob=1.0))(jax.random.key(3), images))
+  np.testing.assert_allclose(always, 1.0 - x, atol=1e-6)
 
 
 def test_grayscale_with_probability_one_gives_rec601_luma_in_every_channel():

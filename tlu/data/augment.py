@@ -29,7 +29,7 @@ Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  """What to apply, in this order: crop, flip, affine, jitter, gray, blur, noise.
+  """What to apply, in this order: crop, flip, affine, jitter, gray, blur, noise, invert.
 
   The default applies nothing. A probability of 0 (or a `None` crop scale)
   removes the op from the compiled function.
@@ -54,6 +54,9 @@ class AugmentConfig:
     blur_kernel_frac: kernel side as a fraction of the image side (SimCLR: 10%).
     noise_prob: probability of additive Gaussian noise.
     noise_std: standard deviation of that noise.
+    invert_prob: probability, per channel, of inverting it (x -> 1 - x): a
+      digit composited as |background - digit| keeps its polarity in a channel
+      where the background is dark and flips it where it is bright.
   """
   crop_scale: Optional[Tuple[float, float]] = None
   crop_ratio: Tuple[float, float] = (3 / 4, 4 / 3)
@@ -75,6 +78,7 @@ class AugmentConfig:
   blur_kernel_frac: float = 0.1
   noise_prob: float = 0.0
   noise_std: float = 0.0
+  invert_prob: float = 0.0
 
 
 PRESETS = {
@@ -103,11 +107,15 @@ PRESETS = {
         translate_frac=0.1, affine_fill='nearest',
         jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
         grayscale_prob=0.2),
+    # A source model for |background - digit| targets: each channel's polarity
+    # and contrast vary, as they do over a photograph; no crop or warp.
+    'digits_polarity': AugmentConfig(
+        invert_prob=0.5, jitter_prob=0.8, brightness=0.4, contrast=0.4),
 }
 
 # Fixed key slots, so switching one op on or off leaves the others' draws as
 # they were.
-_CROP, _FLIP, _AFFINE, _JITTER, _GRAY, _BLUR, _NOISE = range(7)
+_CROP, _FLIP, _AFFINE, _JITTER, _GRAY, _BLUR, _NOISE, _INVERT = range(8)
 _NUM_SLOTS = 8
 
 
@@ -212,6 +220,9 @@ def augment_image(config: AugmentConfig, key, image):
         slots[_NOISE], config.noise_prob,
         lambda k, x: x + config.noise_std * jax.random.normal(k, x.shape, x.dtype),
         image)
+  if config.invert_prob > 0:
+    flip = jax.random.bernoulli(slots[_INVERT], config.invert_prob, image.shape[-1:])
+    image = jnp.where(flip, 1.0 - image, image)
   return jnp.clip(image, 0.0, 1.0)
 
 
