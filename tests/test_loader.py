@@ -38,6 +38,41 @@ def test_iterator_state_resumes_exactly():
   np.testing.assert_array_equal(np.stack(expected), np.stack(got))
 
 
+def test_a_batch_spanning_many_epochs_holds_each_epoch_once():
+  # 5 examples, batches of 12: the stream is still one fresh permutation per epoch.
+  it = loader.train_iterator(_source(5), 12, seed=2)
+  stream = np.concatenate([next(it)['label'] for _ in range(5)])   # 60 = 12 epochs
+  epochs = stream.reshape(12, 5)
+  assert all(sorted(e.tolist()) == list(range(5)) for e in epochs)
+  assert len({tuple(e) for e in epochs}) > 1
+
+
+def test_streamed_reads_give_the_in_memory_batches(monkeypatch):
+  in_memory = loader.train_iterator(_source(10), 4, seed=1)
+  expected = [next(in_memory) for _ in range(6)]
+  monkeypatch.setattr(loader, 'CACHE_BYTES', 0)   # too big to cache: grain reads per batch
+  streamed = loader.train_iterator(_source(10), 4, seed=1)
+  assert loader._Examples(_source(10), ('label',)).arrays is None
+  for want in expected:
+    got = next(streamed)
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_paired_batches_draw_both_domains_independently():
+  source, target = _source(8), _source(6)
+  it = loader.paired_iterator(source, target, 8, seed=0)
+  first = next(it)
+  assert sorted(first['label'].tolist()) == list(range(8))
+  assert sorted(first['target_image'][:6, 0, 0, 0].tolist()) == list(range(6))
+  assert 'target_label' not in first
+  halves = [loader.paired_iterator(source, target, 8, seed=0, process_index=p, process_count=2)
+            for p in range(2)]
+  both = [next(h) for h in halves]
+  np.testing.assert_array_equal(np.sort(np.concatenate([b['label'] for b in both])),
+                                np.sort(first['label']))
+
+
 def test_task_view_relabels_and_keeps_few_labels():
   src = [{'image': np.zeros((1,), np.uint8), 'label': np.int64(i % 4)} for i in range(40)]
   view = subsets.TaskView(src, classes=(2, 3), labels_per_class=3, seed=0)

@@ -30,10 +30,10 @@ class _Examples:
   (microseconds) instead of one read and one small copy per example.
   """
 
-  def __init__(self, source, keys, cache_bytes=CACHE_BYTES):
+  def __init__(self, source, keys):
     self.source, self.keys = source, tuple(keys)
     first = _select(source[0], self.keys)
-    fits = sum(v.nbytes for v in first.values()) * len(source) <= cache_bytes
+    fits = sum(v.nbytes for v in first.values()) * len(source) <= CACHE_BYTES
     self.arrays = None
     if fits:
       self.arrays = self.read(np.arange(len(source)))
@@ -53,9 +53,9 @@ class _Order:
 
   def __init__(self, n, seed):
     self.n, self.seed = n, seed
+    self.permutation = functools.lru_cache(maxsize=64)(self._permutation)
 
-  @functools.lru_cache(maxsize=64)
-  def permutation(self, epoch):
+  def _permutation(self, epoch):
     return np.random.default_rng((self.seed, epoch)).permutation(self.n)
 
   def __call__(self, positions):
