@@ -23,6 +23,14 @@ def _select(example, keys):
   return {k: np.asarray(example[k]) for k in keys}
 
 
+def _read(source, idx, keys):
+  """Examples `idx` of `source` stacked as {key: (len(idx), ...)}; one batched read where supported."""
+  getitems = getattr(source, '__getitems__', None)
+  examples = getitems([int(i) for i in idx]) if getitems else [source[int(i)] for i in idx]
+  examples = [_select(ex, keys) for ex in examples]
+  return {k: np.stack([ex[k] for ex in examples]) for k in keys}
+
+
 class _Examples:
   """Reads examples by index as stacked arrays; a small source is read once and kept in memory.
 
@@ -41,11 +49,7 @@ class _Examples:
   def read(self, idx):
     if self.arrays is not None:
       return {k: v[idx] for k, v in self.arrays.items()}
-    getitems = getattr(self.source, '__getitems__', None)
-    examples = (getitems([int(i) for i in idx]) if getitems
-                else [self.source[int(i)] for i in idx])
-    examples = [_select(ex, self.keys) for ex in examples]
-    return {k: np.stack([ex[k] for ex in examples]) for k in self.keys}
+    return _read(self.source, idx, self.keys)
 
 
 class _Order:
@@ -131,13 +135,10 @@ def eval_batches(source, global_batch, *, process_index=0, process_count=1,
   mine = np.arange(process_index, n, process_count)
   for s in range(steps):
     idx = mine[s * local:(s + 1) * local]
-    examples = [_select(source[int(i)], keys) for i in idx]
-    batch = {k: np.stack([ex[k] for ex in examples]) if examples else None for k in keys}
+    batch = _read(source, idx if len(idx) else [0], keys)   # an empty slice: shapes from example 0
+    real = batch if len(idx) else {k: v[:0] for k, v in batch.items()}
     pad = local - len(idx)
-    if pad or not examples:
-      template = examples[0] if examples else _select(source[0], keys)
-      for k in keys:
-        filler = np.zeros((pad,) + template[k].shape, template[k].dtype)
-        batch[k] = filler if batch[k] is None else np.concatenate([batch[k], filler])
+    batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) if pad else v
+             for k, v in real.items()}
     batch['mask'] = np.arange(local) < len(idx)
     yield batch
