@@ -22,7 +22,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = dataset('tlu_digits/32x32_rgb' if arg == 'rgb32' else 'tlu_digits')
-  c.model = ml_collections.ConfigDict(dict(name='cnn', use_bn=True, features=512))
+  c.model = ml_collections.ConfigDict(dict(name='cnn', use_bn=True, widths=(64, 128), features=512))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', lr=2e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=20,
       grad_clip_norm=0.0))

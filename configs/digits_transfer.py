@@ -32,6 +32,9 @@ def get_config(arg=None):
   c.seeds = (0, 1, 2)
   c.dont_load = ('head/.*',)          # specific layers: fresh for the target
   c.adapters = ()                     # e.g. ('in_channels',) for 1 -> 3 channel inputs
+  c.head_l2_scale = 0.0               # > 0: the head sees scale * L2-normalised features
+  c.head_init = 'fresh'               # 'imprint': source-loading strategies start the head at
+                                      # the labelled examples' class means (needs head_l2_scale)
   c.backbone_lr_mult = 1.0            # finetune / lp_ft: backbone lr multiplier
   c.probe_lr_mult = 10.0              # linear_probe / LP stage of lp_ft: head lr multiplier
   c.steps = 150

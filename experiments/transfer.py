@@ -9,17 +9,20 @@ import numpy as np
 from experiments import common, train as train_stage
 from tlu.data import loader, sources, subsets
 from tlu.evaluate.classify import classifier_metrics
+from tlu.evaluate.features import extract_features
 from tlu.models import build_model
 from tlu.report import tables
 from tlu.train import mesh as mesh_lib, objectives, optim, session
 from tlu.train.state import TrainState
 from tlu.train.step import accuracy_sums, make_eval_step, make_train_step
 from tlu.transfer import freeze, strategies
+from tlu.transfer.imprint import imprinted_head
 from tlu.transfer.pretrained import PretrainedError, load_pretrained, source_config
 from tlu.transfer.surgery import TransplantError, transplant
 
 
 SWEEP_KEYS = ('strategies', 'labels_per_class', 'seeds')
+HEAD_INITS = ('fresh', 'imprint')
 
 
 class Transfer:
@@ -32,7 +35,7 @@ class Transfer:
     info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
     classes = tuple(ds.classes) or tuple(range(info.num_classes))
     self.model = build_model({**src_model, 'num_classes': len(classes), 'projector': None,
-                              'domain_head': None})
+                              'domain_head': None, 'head_l2_scale': config.head_l2_scale})
     init = jax.jit(self.model.init)  # compiled once: eager init is slow on CPU
     self.fresh = lambda seed: init(jax.random.key(seed),
                                    jnp.zeros((1,) + subsets.input_shape(ds, info), jnp.float32))
@@ -47,6 +50,13 @@ class Transfer:
     """The fresh target variables with the source's shared layers transplanted in."""
     return transplant(self.src_vars, variables, dont_load=tuple(self.config.dont_load),
                       adapters=tuple(self.config.adapters))
+
+  def imprint(self, variables, view):
+    """`variables` with the head imprinted from the view's features (tlu.transfer.imprint)."""
+    feats, labels = extract_features(self.model, variables, view, self.config.eval_batch_size,
+                                     self.mesh)
+    head = imprinted_head(feats, labels, self.model.num_classes)
+    return {**variables, 'params': {**variables['params'], 'head': head}}
 
   def trainer(self, strategy, num_steps):
     """(tx, loss_fn, compiled step) for a strategy, built once per sweep."""
@@ -88,6 +98,8 @@ class Transfer:
     variables = self.fresh(seed)
     if strategies.loads_source(strategy):
       variables, _ = self.load_source(variables)
+      if self.config.head_init == 'imprint':
+        variables = self.imprint(variables, view)
     if strategy == 'lp_ft':
       state, _, _ = self.fit(os.path.join(cell_dir, 'lp'), 'linear_probe', variables, view, seed,
                              self.config.lp_steps)
@@ -113,6 +125,10 @@ def validate(config, check_source=True):
     train_stage.make_augment(config.augment)
   except ValueError as e:
     raise common.ConfigError(str(e)) from None
+  if config.head_init not in HEAD_INITS:
+    raise common.ConfigError(f'head_init {config.head_init!r}: use one of {HEAD_INITS}')
+  if config.head_init == 'imprint' and not config.head_l2_scale > 0:
+    raise common.ConfigError('head_init=imprint needs head_l2_scale > 0 (a cosine head)')
   common.check_batch(config.batch_size)
   common.check_batch(config.eval_batch_size, 'eval_batch_size')
   ds = config.dataset

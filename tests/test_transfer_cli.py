@@ -10,6 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import read_jsonl, run_stage
+from configs import digits_transfer
+from tlu.data import subsets
 from tlu.models import build_model
 from tlu.transfer.pretrained import PretrainedError, load_pretrained
 from tlu.transfer.surgery import transplant
@@ -96,12 +98,40 @@ def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, t
 @pytest.mark.parametrize('args, message', [
     (('--config.source=/no/such/run',), 'source workdir /no/such/run does not exist'),
     (('--config.strategies=("freeze_all",)',), "unknown strategy 'freeze_all'"),
+    (('--config.head_init=imprint',), 'head_init=imprint needs head_l2_scale > 0'),
+    (('--config.head_init=means',), "head_init 'means': use one of"),
 ])
 def test_bad_transfer_input(tmp_path, data_dir, args, message):
   proc = run_stage('transfer', f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
                    *args)
   assert proc.returncode == 2 and message in proc.stderr, proc.stderr
   assert not os.path.exists(f'{tmp_path}/w')
+
+
+def test_imprinted_probe_before_any_update_is_the_nearest_class_mean_classifier(
+    source, tmp_path, data_dir):
+  # One step at the warmup's lr 0 leaves the imprinted head as it is: the cell's test
+  # accuracy must be that of cosine nearest-class-mean on the source's features (numpy).
+  work = tmp_path / 'imprint'
+  run_stage('transfer', f'--workdir={work}', f'--config.source={source}',
+            f'--config.dataset.data_dir={data_dir}', '--config.labels_per_class=(1,)',
+            '--config.seeds=(0,)', '--config.steps=1', '--config.strategies=("linear_probe",)',
+            '--config.head_l2_scale=10.0', '--config.head_init=imprint', check=True)
+  got = json.load(open(work / 'summary.json'))['linear_probe/lpc1/test_accuracy']
+  ds = digits_transfer.get_config().dataset
+  ds.data_dir = data_dir
+  variables, model_cfg, _ = load_pretrained(source)
+  model = build_model({**model_cfg, 'num_classes': None})
+  features = jax.jit(lambda x: model.apply(variables, x)['features'])
+  def feats_labels(src):
+    images = np.stack([src[i]['image'] for i in range(len(src))]).astype(np.float32) / 255
+    f = np.asarray(features(images), np.float64)
+    return f / np.linalg.norm(f, axis=1, keepdims=True), np.array([src[i]['label'] for i in range(len(src))])
+  shots, shot_labels = feats_labels(subsets.task_source(ds, 'train').subset(1, 0))
+  test, test_labels = feats_labels(subsets.task_source(ds, 'test'))
+  assert sorted(shot_labels) == [0, 1, 2, 3, 4]
+  predicted = shot_labels[np.argmax(test @ shots.T, axis=1)]
+  np.testing.assert_allclose(got, np.mean(predicted == test_labels), atol=1.5 / len(test))
 
 
 def test_source_that_does_not_fit_fails_before_training(source, tmp_path, data_dir):

@@ -32,11 +32,15 @@ class Model(nn.Module):
     projector: output widths of the contrastive `projector` MLP (None: none).
     domain_head: output widths of the DANN `domain_head` MLP (None: none); it is
       applied through `domain_logits` so the caller can reverse gradients first.
+    head_l2_scale: None: the head sees the features. s: it sees s * features / ||features||,
+      logistic regression on L2-normalised features, the usual probe of contrastive
+      features (NT-Xent shapes their directions, not their norms); s sets the logit scale.
   """
   backbone: nn.Module
   num_classes: Optional[int] = None
   projector: Optional[tuple] = None
   domain_head: Optional[tuple] = None
+  head_l2_scale: Optional[float] = None
 
   def setup(self):
     if self.num_classes:
@@ -52,12 +56,18 @@ class Model(nn.Module):
     features = self.backbone(x, train=train and 'backbone' not in frozen)
     out = {'features': features}
     if self.num_classes:
-      out['logits'] = self.head(features)
+      out['logits'] = self.head(self._head_input(features))
     if self.projector:
       out['projection'] = self.projector_mlp(features)
     if self.domain_head and self.is_initializing():
       out['domain_logits'] = self.domain_mlp(features)
     return out
+
+  def _head_input(self, features):
+    if self.head_l2_scale is None:
+      return features
+    norm = jnp.sqrt(jnp.sum(jnp.square(features), axis=-1, keepdims=True) + 1e-12)
+    return self.head_l2_scale * features / norm
 
   def domain_logits(self, features):
     return self.domain_mlp(features)
