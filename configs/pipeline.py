@@ -2,8 +2,9 @@
 
 1. contrastive pretraining (SimCLR) on the unlabelled tlu_digits train images;
 2. k-means of the learned features (vs raw pixels and PCA);
-3. label efficiency on digits 5-9: the contrastive backbone vs a supervised
-   digits 0-4 backbone vs scratch, linear probe and fine-tune, 1/5/10/all labels;
+3. label efficiency on the ten tlu_digits classes: the contrastive backbone vs a
+   backbone supervised on labelled tlu_digits_m (another domain, same classes,
+   fitted to 8x8 grey) vs scratch; linear probe and fine-tune, 1/5/10/all labels;
 4. domain adaptation tlu_digits -> tlu_digits_m: source only, DANN, SHOT, oracle;
 5. one-class anomaly detection on the learned features;
 then report.md in the pipeline workdir. Each stage has its own sub-workdir and
@@ -14,8 +15,8 @@ every stage to a few steps (a smoke test of the wiring, not of the numbers).
 
 import ml_collections
 
-from configs import (digits_anomaly, digits_cluster, digits_simclr, digits_to_digits_m,
-                     digits_transfer)
+from configs import (digits_anomaly, digits_cluster, digits_simclr, digits_supervised,
+                     digits_to_digits_m, digits_transfer)
 
 
 def get_config(arg=None):
@@ -25,12 +26,19 @@ def get_config(arg=None):
   c.pretrain.progress = False
   c.cluster = digits_cluster.get_config()
   c.cluster.tsne = True
-  c.transfer = digits_transfer.get_config()
-  c.transfer.strategies = ('linear_probe', 'finetune')   # from the contrastive backbone
-  c.supervised_strategies = ('scratch', 'finetune')      # from a supervised digits 0-4 backbone
-  c.transfer.labels_per_class = (1, 5, 10, 0)
-  c.transfer.seeds = (0, 1, 2)
-  c.transfer.steps = 100
+  # Label efficiency: one template for the contrastive and supervised sweeps; scratch
+  # runs the same cells with a plain head (its best: 60.5 vs 58.8 with the cosine head).
+  t = c.transfer = digits_transfer.get_config()
+  t.dataset = digits_supervised.dataset('tlu_digits')      # all ten classes
+  t.strategies = ('linear_probe', 'finetune')
+  t.labels_per_class = (1, 5, 10, 0)
+  t.seeds = (0, 1, 2)
+  t.steps = 100
+  t.head_l2_scale = 10.0           # cosine head, imprinted from the labelled examples
+  t.head_init = 'imprint'
+  t.source_task = digits_supervised.get_config()           # the supervised source backbone
+  t.source_task.dataset = digits_supervised.dataset('tlu_digits_m', image_size=8, channels=1)
+  t.source_task.progress = False
   c.adapt = digits_to_digits_m.get_config()
   c.adapt.seeds = (0,)             # 3-seed means: `python -m experiments.adapt` (README)
   c.adapt.dann.steps = 150         # the standalone config trains longer; this fits 10 minutes

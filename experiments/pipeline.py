@@ -18,6 +18,7 @@ from tlu.train import mesh as mesh_lib
 from tlu.train.writers import read_metrics
 
 STAGES = ('pretrain', 'cluster', 'label_efficiency', 'adapt', 'anomaly')
+LE_SWEEPS = ('contrastive', 'supervised', 'scratch')
 
 
 def _done(path):
@@ -37,14 +38,14 @@ def stage_configs(config, workdir):
     cfg.unlock()
     cfg.features = d('pretrain')
     with_features[name] = cfg
-  contrastive = config.transfer.copy_and_resolve_references()
-  contrastive.unlock()
-  contrastive.source = d('pretrain')
-  supervised = config.transfer.copy_and_resolve_references()
-  supervised.unlock()
-  supervised.strategies = tuple(config.supervised_strategies)
-  return {'pretrain': config.pretrain, 'cluster': with_features['cluster'],
-          'label_efficiency/contrastive': contrastive, 'label_efficiency/supervised': supervised,
+  sweeps = {}
+  for name in LE_SWEEPS:
+    cfg = sweeps[f'label_efficiency/{name}'] = config.transfer.copy_and_resolve_references()
+    cfg.unlock()
+    cfg.source = '' if name == 'supervised' else d('pretrain')  # '': trains source_task
+    if name == 'scratch':   # the architecture of stage 1, fresh weights, a plain head
+      cfg.strategies, cfg.head_l2_scale, cfg.head_init = ('scratch',), 0.0, 'fresh'
+  return {'pretrain': config.pretrain, 'cluster': with_features['cluster'], **sweeps,
           'adapt': config.adapt, 'anomaly': with_features['anomaly']}
 
 
@@ -78,6 +79,7 @@ def main(config, workdir):
   cluster.check(cfgs['cluster'])
   anomaly.check(cfgs['anomaly'])
   transfer.validate(cfgs['label_efficiency/contrastive'], check_source=False)
+  transfer.validate(cfgs['label_efficiency/scratch'], check_source=False)
   transfer.prepare(cfgs['label_efficiency/supervised'], d('label_efficiency/supervised'))
   adapt.validate(cfgs['adapt'], d('adapt'))
   common.claim_workdir(workdir, config)
@@ -103,16 +105,19 @@ def _cells(path, strategy, lpc):
   return accs
 
 
+SOURCE_NAMES = {'label_efficiency/contrastive': 'contrastive',
+                'label_efficiency/supervised': 'supervised digits_m'}
+
+
 def label_efficiency_curves(workdir, config):
   """{curve name: {labels per class: [accuracy per seed]}} read from the cells."""
   curves = {}
-  sweeps = {'contrastive': config.transfer.strategies,
-            'supervised 0-4': config.supervised_strategies}
-  for source, strategies in sweeps.items():
-    path = os.path.join(workdir, 'label_efficiency',
-                        'contrastive' if source == 'contrastive' else 'supervised')
-    for s in strategies:
-      name = 'scratch' if s == 'scratch' else f'{source} {s.replace("_", " ")}'
+  for sweep, cfg in stage_configs(config, workdir).items():
+    if not sweep.startswith('label_efficiency/'):
+      continue
+    path = os.path.join(workdir, sweep)
+    for s in cfg.strategies:
+      name = 'scratch' if s == 'scratch' else f'{SOURCE_NAMES[sweep]} {s.replace("_", " ")}'
       curves[name] = {k: _cells(path, s, k) for k in config.transfer.labels_per_class}
   return curves
 
@@ -175,7 +180,7 @@ def report(config, workdir, times):
   ada = _summary(d('adapt'))
   curves = label_efficiency_curves(workdir, config)
   plots.label_efficiency(d('label_efficiency.png'), curves,
-                         title='digits 5-9: accuracy vs labels per class')
+                         title='tlu_digits (10 classes): accuracy vs labels per class')
   mean = lambda name, k: 100 * np.mean(curves[name][k]) if curves.get(name, {}).get(k) else float('nan')
   lpc = config.pretrain.eval.labels_per_class
   best_ano = max((k for k in ano if k.startswith('contrastive')), key=ano.get)
@@ -188,10 +193,10 @@ def report(config, workdir, times):
       ('2. k-means (k=10)', 'ACC / NMI of learned features',
        f"{_pct(clu['contrastive/acc'])} / {_pct(clu['contrastive/nmi'])}", 'raw pixels',
        f"{_pct(clu['raw/acc'])} / {_pct(clu['raw/nmi'])}"),
-      ('3. label efficiency (5-9)', 'contrastive linear probe, 1 label/class',
+      ('3. label efficiency (0-9)', 'contrastive linear probe, 1 label/class',
        f"{mean('contrastive linear probe', 1):.1f}", 'scratch', f"{mean('scratch', 1):.1f}"),
       ('', 'contrastive fine-tune, 1 label/class', f"{mean('contrastive finetune', 1):.1f}",
-       'supervised 0-4 fine-tune', f"{mean('supervised 0-4 finetune', 1):.1f}"),
+       'supervised digits_m linear probe', f"{mean('supervised digits_m linear probe', 1):.1f}"),
       ('4. adaptation digits -> digits_m', 'SHOT / DANN target accuracy',
        f"{_pct(ada['shot/target_test_accuracy'])} / {_pct(ada['dann/target_test_accuracy'])}",
        'source only (oracle)', f"{_pct(ada['source_only/target_test_accuracy'])} "
@@ -234,9 +239,14 @@ budget with on-device augmentations, no labels; labels only score the representa
 See `cluster/report.md` for raw pixels, PCA and features side by side.
 
 ## 3. Label efficiency (`label_efficiency/`)
-Target task: digits 5-9 of tlu_digits with k labelled images per class; test accuracy (%),
-mean ± std over seeds {tuple(config.transfer.seeds)}. Backbones: contrastive (stage 1, no labels),
-supervised on digits 0-4, or scratch.
+Target task: the ten tlu_digits classes with k labelled images per class; test accuracy (%),
+mean ± std over seeds {tuple(config.transfer.seeds)} (seed s draws the labelled images),
+{config.transfer.steps} steps per run. Backbones: contrastive (stage 1: SimCLR on the
+unlabelled tlu_digits train images, no labels), supervised on labelled tlu_digits_m
+(another domain, same classes, fitted to 8x8 grey), or scratch (plain head). From a
+backbone the head sees L2-normalised features x {config.transfer.head_l2_scale:g} and starts
+imprinted at the labelled examples' class means (Qi et al. 2018), so before any step it
+is the cosine nearest-class-mean classifier; the linear probe trains only that head.
 
 {chr(10).join(le_rows)}
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import run_stage
 
 STAGES = ('pretrain', 'cluster', 'label_efficiency/contrastive', 'label_efficiency/supervised',
-          'adapt', 'anomaly')
+          'label_efficiency/scratch', 'adapt', 'anomaly')
 
 
 def _run(workdir, data_dir):
@@ -36,6 +36,8 @@ def test_every_stage_writes_its_summary_and_the_report_has_every_section(pipelin
   for heading in ('## Results', '## 1. Contrastive pretraining', '## 2. k-means',
                   '## 3. Label efficiency', '## 4. Domain adaptation', '## 5. Anomaly detection'):
     assert heading in report
+  for curve in ('| contrastive linear probe |', '| supervised digits_m finetune |', '| scratch |'):
+    assert curve in report, curve
   for png in ('label_efficiency.png', 'learning_curves.png', 'tsne_adapt_before.png',
               'tsne_adapt_after.png'):
     assert (workdir / png).exists(), png
