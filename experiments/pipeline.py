@@ -195,8 +195,10 @@ def report(config, workdir, times):
        f"{_pct(clu['raw/acc'])} / {_pct(clu['raw/nmi'])}"),
       ('3. label efficiency (0-9)', 'contrastive linear probe, 1 label/class',
        f"{mean('contrastive linear probe', 1):.1f}", 'scratch', f"{mean('scratch', 1):.1f}"),
-      ('', 'contrastive fine-tune, 1 label/class', f"{mean('contrastive finetune', 1):.1f}",
+      ('', 'contrastive linear probe, 1 label/class', f"{mean('contrastive linear probe', 1):.1f}",
        'supervised digits_m linear probe', f"{mean('supervised digits_m linear probe', 1):.1f}"),
+      ('', 'contrastive fine-tune, 1 label/class', f"{mean('contrastive finetune', 1):.1f}",
+       'supervised digits_m fine-tune', f"{mean('supervised digits_m finetune', 1):.1f}"),
       ('4. adaptation digits -> digits_m', 'SHOT / DANN target accuracy',
        f"{_pct(ada['shot/target_test_accuracy'])} / {_pct(ada['dann/target_test_accuracy'])}",
        'source only (oracle)', f"{_pct(ada['source_only/target_test_accuracy'])} "
