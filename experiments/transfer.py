@@ -197,7 +197,9 @@ def _report(config, source_dir, table):
           f' -> {config.dataset.name} classes {tuple(config.dataset.classes)}\n\n'
           f'Source run: `{source_dir}`. Target test accuracy (%), mean +- std over seeds '
           f'{tuple(config.seeds)}; {config.steps} steps per run'
-          f'{f", LP-FT probes {config.lp_steps} steps first" if "lp_ft" in config.strategies else ""}.'
+          f'{f", LP-FT probes {config.lp_steps} steps first" if "lp_ft" in config.strategies else ""}'
+          f'{f"; head on L2-normalised features x {config.head_l2_scale:g}" if config.head_l2_scale else ""}'
+          f'{", imprinted from the labelled examples" if config.head_init == "imprint" else ""}.'
           f'\n\n{table}\n')
 
 
