@@ -46,8 +46,6 @@ def get_config(arg=None):
   t.source_task.progress = False
   c.adapt = digits_to_digits_m.get_config()
   c.adapt.seeds = (0,)             # 3-seed means: `python -m experiments.adapt` (README)
-  for task in (c.adapt.source_task, c.adapt.target_oracle):
-    task.model.widths = (32, 48)   # the DANN paper's MNIST conv widths: ~4x fewer FLOPs
   c.adapt.dann.steps = 150         # the standalone config trains longer; this fits 10 minutes
   c.adapt.shot.epochs = 2
   c.anomaly = digits_anomaly.get_config()
