@@ -24,7 +24,7 @@ def get_config(arg=None):
   c.dataset.eval_split = 'validation'
   c.model.name, c.model.stem, c.model.dtype = 'resnet50', 'imagenet', 'bfloat16'
   c.model.width = 64
-  del c.model['use_bn'], c.model['features']
+  del c.model['use_bn'], c.model['features'], c.model['widths']
   c.batch_size = 1024
   c.steps = 90 * IMAGES // c.batch_size
   c.optimizer.update(dict(name='sgd', lr=0.1, lr_scaling='linear', base_batch_size=256,

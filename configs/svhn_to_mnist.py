@@ -28,6 +28,8 @@ def get_config(arg=None):
   c.seeds = (0,)
   c.source_task.dataset = digits_supervised.dataset('svhn_cropped', image_size=32, channels=3)
   c.source_task.batch_size = 64
+  for task in (c.source_task, c.target_oracle):
+    task.model.widths = (64, 128)   # the protocol's network (the digits default is (32, 48))
   c.source_task.steps = 30 * SVHN_TRAIN // c.source_task.batch_size
   c.source_task.eval_every = c.source_task.steps // 10
   c.source_task.checkpoint_every = 2000

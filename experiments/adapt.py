@@ -21,6 +21,7 @@ from tlu.data import loader, sources, subsets
 from tlu.evaluate.classify import classifier_metrics
 from tlu.evaluate.features import extract_features
 from tlu.models import build_model
+from tlu.models.model import Model
 from tlu.train import mesh as mesh_lib, optim, session
 from tlu.train.state import TrainState
 from tlu.train.step import accuracy_sums, make_eval_step, make_train_step
@@ -329,7 +330,7 @@ class Adaptation:
     The accuracy (against the target train labels) is only logged, never used.
     """
     head = self._cached(('head', model), lambda: jax.jit(
-        lambda params, f: model.apply({'params': params}, f, method=lambda m, x: m.head(x))))
+        lambda params, f: model.apply({'params': params}, f, method=Model.classify)))
     features, true_labels = extract_features(model, variables, self.target_train,
                                              self.config.eval_batch_size, self.mesh)
     logits = head(variables['params'], features)

@@ -17,7 +17,6 @@ from tlu.report import embedding, plots
 from tlu.train import mesh as mesh_lib
 from tlu.train.writers import read_metrics
 
-STAGES = ('pretrain', 'cluster', 'label_efficiency', 'adapt', 'anomaly')
 LE_SWEEPS = ('contrastive', 'supervised', 'scratch')
 
 
@@ -78,6 +77,9 @@ def main(config, workdir):
   pretrain.validate(cfgs['pretrain'], d('pretrain'))
   cluster.check(cfgs['cluster'])
   anomaly.check(cfgs['anomaly'])
+  if 'scratch' in config.transfer.strategies:
+    raise common.ConfigError('transfer.strategies: scratch runs in its own sweep '
+                             '(label_efficiency/scratch); list only strategies from a backbone')
   transfer.validate(cfgs['label_efficiency/contrastive'], check_source=False)
   transfer.validate(cfgs['label_efficiency/scratch'], check_source=False)
   transfer.prepare(cfgs['label_efficiency/supervised'], d('label_efficiency/supervised'))
@@ -170,6 +172,15 @@ def learning_curves(workdir, config, out_dir):
   return 'learning_curves.png'
 
 
+def _head_text(t):
+  head = (f'From a backbone the head sees L2-normalised features x {t.head_l2_scale:g}'
+          if t.head_l2_scale else 'From a backbone the head is a plain Dense layer')
+  if t.head_init == 'imprint':
+    head += (' and starts imprinted at the labelled examples\' class means (Qi et al. 2018), '
+             'so before any step it is the cosine nearest-class-mean classifier')
+  return head + '; the linear probe trains only that head.'
+
+
 def _pct(v):
   return f'{100 * v:.1f}'
 
@@ -245,10 +256,7 @@ Target task: the ten tlu_digits classes with k labelled images per class; test a
 mean ± std over seeds {tuple(config.transfer.seeds)} (seed s draws the labelled images),
 {config.transfer.steps} steps per run. Backbones: contrastive (stage 1: SimCLR on the
 unlabelled tlu_digits train images, no labels), supervised on labelled tlu_digits_m
-(another domain, same classes, fitted to 8x8 grey), or scratch (plain head). From a
-backbone the head sees L2-normalised features x {config.transfer.head_l2_scale:g} and starts
-imprinted at the labelled examples' class means (Qi et al. 2018), so before any step it
-is the cosine nearest-class-mean classifier; the linear probe trains only that head.
+(another domain, same classes, fitted to 8x8 grey), or scratch (plain head). {_head_text(config.transfer)}
 
 {chr(10).join(le_rows)}
 

@@ -127,6 +127,8 @@ def validate(config, check_source=True):
     raise common.ConfigError(str(e)) from None
   if config.head_init not in HEAD_INITS:
     raise common.ConfigError(f'head_init {config.head_init!r}: use one of {HEAD_INITS}')
+  if config.head_l2_scale < 0:
+    raise common.ConfigError(f'head_l2_scale must be >= 0 (0: plain head), not {config.head_l2_scale}')
   if config.head_init == 'imprint' and not config.head_l2_scale > 0:
     raise common.ConfigError('head_init=imprint needs head_l2_scale > 0 (a cosine head)')
   common.check_batch(config.batch_size)
@@ -192,9 +194,13 @@ def main(config, workdir):
   print(f'report: {os.path.join(workdir, "report.md")}')
 
 
+def _task(ds):
+  return f'{ds.name} classes {tuple(ds.classes) if ds.classes else "all"}'
+
+
 def _report(config, source_dir, table):
-  return (f'# Transfer: {tuple(config.source_task.dataset.classes) if not config.source else "source"}'
-          f' -> {config.dataset.name} classes {tuple(config.dataset.classes)}\n\n'
+  return (f'# Transfer: {"a given source run" if config.source else _task(config.source_task.dataset)}'
+          f' -> {_task(config.dataset)}\n\n'
           f'Source run: `{source_dir}`. Target test accuracy (%), mean +- std over seeds '
           f'{tuple(config.seeds)}; {config.steps} steps per run'
           f'{f", LP-FT probes {config.lp_steps} steps first" if "lp_ft" in config.strategies else ""}'

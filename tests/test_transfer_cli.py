@@ -132,6 +132,11 @@ def test_imprinted_probe_before_any_update_is_the_nearest_class_mean_classifier(
   assert sorted(shot_labels) == [0, 1, 2, 3, 4]
   predicted = shot_labels[np.argmax(test @ shots.T, axis=1)]
   np.testing.assert_allclose(got, np.mean(predicted == test_labels), atol=1.5 / len(test))
+  # The loss tells the cosine head (logits 10 * cos) from a head on raw features.
+  logits = 10.0 * test @ shots[np.argsort(shot_labels)].T
+  ce = np.log(np.exp(logits).sum(1)) - logits[np.arange(len(test)), test_labels]
+  test_row = read_jsonl(work / 'linear_probe' / 'lpc1_seed0' / 'metrics.jsonl')[-1]
+  np.testing.assert_allclose(test_row['loss'], ce.mean(), rtol=1e-3)
 
 
 def test_source_that_does_not_fit_fails_before_training(source, tmp_path, data_dir):

@@ -56,18 +56,19 @@ class Model(nn.Module):
     features = self.backbone(x, train=train and 'backbone' not in frozen)
     out = {'features': features}
     if self.num_classes:
-      out['logits'] = self.head(self._head_input(features))
+      out['logits'] = self.classify(features)
     if self.projector:
       out['projection'] = self.projector_mlp(features)
     if self.domain_head and self.is_initializing():
       out['domain_logits'] = self.domain_mlp(features)
     return out
 
-  def _head_input(self, features):
-    if self.head_l2_scale is None:
-      return features
-    norm = jnp.sqrt(jnp.sum(jnp.square(features), axis=-1, keepdims=True) + 1e-12)
-    return self.head_l2_scale * features / norm
+  def classify(self, features):
+    """The head's logits for backbone features (through the L2 normalisation if any)."""
+    if self.head_l2_scale is not None:
+      norm = jnp.sqrt(jnp.sum(jnp.square(features), axis=-1, keepdims=True) + 1e-12)
+      features = self.head_l2_scale * features / norm
+    return self.head(features)
 
   def domain_logits(self, features):
     return self.domain_mlp(features)
