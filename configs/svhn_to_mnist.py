@@ -12,7 +12,8 @@ adaptation, test split for accuracy). MNIST is fitted on the host to 32x32x3
 Protocol: the small CNN of this project (conv 64 -> conv 128 -> fc 512, BatchNorm)
 in place of the papers' DTN/LeNet-style networks; SHOT's source model: 30 epochs,
 batch 64, label smoothing 0.1; SHOT adaptation: 30 epochs over MNIST train, head
-frozen, IM + 0.3 x pseudo-label CE, pseudo-labels re-clustered every epoch;
+frozen, IM + 0.1 x pseudo-label CE (the reference code's digit setting), pseudo-labels
+re-clustered every epoch;
 DANN: 60,000 steps of 64 source + 64 target images, lambda_p = 2/(1+exp(-10p))-1.
 Hardware: ~10 min per method on one GPU; ~2 h on a 2-core CPU.
 Prepare once (needs tensorflow): `tfds build svhn_cropped mnist --file_format=array_record`.
