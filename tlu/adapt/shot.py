@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tlu.ops import l2_normalize
 from tlu.unsupervised import kmeans as kmeans_lib
 
 EPSILON = 1e-5  # SHOT's epsilon inside the logs
@@ -85,10 +86,6 @@ def shot(model, beta=0.3, im_weight=1.0, epsilon=EPSILON, augment=None):
   return loss_fn
 
 
-def _unit_rows(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def cluster_pseudo_labels(features, logits, rounds=1):
   """SHOT's self-supervised pseudo-labels (section 3.3, eq. 4-6) by nearest centroid.
 
@@ -112,13 +109,13 @@ def cluster_pseudo_labels(features, logits, rounds=1):
     (labels (N,) int32 numpy, centroids (K, F + 1) unit-norm numpy).
   """
   x = jnp.asarray(features, jnp.float32)
-  x = _unit_rows(jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1))
+  x = l2_normalize(jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1))
   p = jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)
-  centroids = _unit_rows(p.T @ x / (jnp.sum(p, axis=0)[:, None] + 1e-8))
+  centroids = l2_normalize(p.T @ x / (jnp.sum(p, axis=0)[:, None] + 1e-8))
   k = centroids.shape[0]
   for _ in range(rounds):
     # Only the init array is used: no k-means++ draw, so the key is irrelevant.
     step = kmeans_lib.kmeans(jax.random.key(0), x, k, init=centroids, max_iter=1)
-    centroids = _unit_rows(step.centroids)
+    centroids = l2_normalize(step.centroids)
   labels, _ = kmeans_lib.assign(x, centroids)
   return np.asarray(labels), np.asarray(centroids)

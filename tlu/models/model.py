@@ -9,6 +9,8 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu.ops import l2_normalize
+
 
 class MLP(nn.Module):
   """Dense -> ReLU ... -> Dense; `dims` are the output widths of each layer."""
@@ -66,8 +68,7 @@ class Model(nn.Module):
   def classify(self, features):
     """The head's logits for backbone features (through the L2 normalisation if any)."""
     if self.head_l2_scale is not None:
-      norm = jnp.sqrt(jnp.sum(jnp.square(features), axis=-1, keepdims=True) + 1e-12)
-      features = self.head_l2_scale * features / norm
+      features = self.head_l2_scale * l2_normalize(features)
     return self.head(features)
 
   def domain_logits(self, features):

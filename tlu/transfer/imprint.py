@@ -9,6 +9,8 @@ L2-normalised features (`Model.head_l2_scale`): logits = scale * cos(feature, me
 
 import numpy as np
 
+from tlu.evaluate.representation import l2_normalize
+
 
 def imprinted_head(features, labels, num_classes):
   """{'kernel': (F, K), 'bias': (K,)} whose column k is the unit mean of class k's unit features.
@@ -18,12 +20,10 @@ def imprinted_head(features, labels, num_classes):
     labels: (N,) ints in [0, num_classes).
     num_classes: K; every class needs at least one example.
   """
-  features = np.asarray(features, np.float64)
   labels = np.asarray(labels)
   missing = sorted(set(range(num_classes)) - set(labels.tolist()))
   if missing:
     raise ValueError(f'cannot imprint classes {missing}: no labelled example')
-  unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-  means = np.stack([unit[labels == k].mean(0) for k in range(num_classes)])
-  means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-  return {'kernel': means.T.astype(np.float32), 'bias': np.zeros(num_classes, np.float32)}
+  unit = l2_normalize(features)
+  means = l2_normalize(np.stack([unit[labels == k].mean(0) for k in range(num_classes)]))
+  return {'kernel': means.T, 'bias': np.zeros(num_classes, np.float32)}

@@ -11,13 +11,7 @@ aggregates them across accelerators (its Section 2.2).
 import jax
 import jax.numpy as jnp
 
-_NORM_EPS = 1e-12
-
-
-def _l2_normalize(z):
-  """Rows of `z` scaled to unit L2 norm; zero rows stay zero (no NaN)."""
-  sq_norm = jnp.sum(jnp.square(z), axis=-1, keepdims=True)
-  return z * jax.lax.rsqrt(jnp.maximum(sq_norm, _NORM_EPS**2))
+from tlu.ops import l2_normalize
 
 
 def nt_xent(z1, z2, temperature):
@@ -48,7 +42,7 @@ def nt_xent(z1, z2, temperature):
     raise ValueError(f'nt_xent expects two (N, d) arrays of the same shape, got '
                      f'{z1.shape} and {z2.shape}.')
   n = z1.shape[0]
-  z = _l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))
+  z = l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))
   # HIGHEST: keep the f32 similarities exact on accelerators whose default f32
   # matmul rounds inputs (TF32 / bf16 passes); the (2N, 2N) product is cheap.
   cosine = jnp.matmul(z, z.T, precision=jax.lax.Precision.HIGHEST)  # (2N, 2N)
