@@ -17,7 +17,8 @@ from tlu.report import embedding, plots
 from tlu.train import mesh as mesh_lib
 from tlu.train.writers import read_metrics
 
-LE_SWEEPS = ('contrastive', 'supervised', 'scratch')
+# Label-efficiency sweeps (sub-workdirs of label_efficiency/) and their curves' backbone names.
+LE_SWEEPS = {'contrastive': 'contrastive', 'supervised': 'supervised digits_m', 'scratch': ''}
 
 
 def _done(path):
@@ -107,19 +108,14 @@ def _cells(path, strategy, lpc):
   return accs
 
 
-SOURCE_NAMES = {'label_efficiency/contrastive': 'contrastive',
-                'label_efficiency/supervised': 'supervised digits_m'}
-
-
 def label_efficiency_curves(workdir, config):
   """{curve name: {labels per class: [accuracy per seed]}} read from the cells."""
   curves = {}
-  for sweep, cfg in stage_configs(config, workdir).items():
-    if not sweep.startswith('label_efficiency/'):
-      continue
-    path = os.path.join(workdir, sweep)
-    for s in cfg.strategies:
-      name = 'scratch' if s == 'scratch' else f'{SOURCE_NAMES[sweep]} {s.replace("_", " ")}'
+  configs = stage_configs(config, workdir)
+  for sweep, backbone in LE_SWEEPS.items():
+    path = os.path.join(workdir, 'label_efficiency', sweep)
+    for s in configs[f'label_efficiency/{sweep}'].strategies:
+      name = 'scratch' if s == 'scratch' else f'{backbone} {s.replace("_", " ")}'
       curves[name] = {k: _cells(path, s, k) for k in config.transfer.labels_per_class}
   return curves
 
