@@ -138,11 +138,30 @@ def validate(config, check_source=True):
   unknown = sorted(set(ds.classes) - set(range(info.num_classes)))
   if unknown:
     raise common.ConfigError(f'dataset.classes {unknown} are not labels of {ds.name}')
+  _check_class_sizes(config, info)
   if config.source and check_source:
     try:
       source_config(config.source)
     except PretrainedError as e:
       raise common.ConfigError(str(e)) from None
+
+
+def _check_class_sizes(config, info):
+  """Every class of the task has the examples its cells draw (and one to imprint from)."""
+  ds = config.dataset
+  need = max([k for k in config.labels_per_class if k > 0], default=0)
+  if config.head_init == 'imprint':
+    need = max(need, 1)
+  if not need:
+    return
+  labels = subsets.labels_of(sources.open_source(ds.name, ds.train_split, ds.data_dir))
+  counts = {c: int(np.sum(labels == c)) for c in (ds.classes or range(info.num_classes))}
+  short = {c: n for c, n in counts.items() if n < need}
+  if short:
+    imprint = ' and an imprinted head' if config.head_init == 'imprint' else ''
+    raise common.ConfigError(
+        f'{ds.name}:{ds.train_split} has too few examples of classes {short} (class: count): '
+        f'labels_per_class={tuple(config.labels_per_class)}{imprint} need {need} per class')
 
 
 def prepare(config, workdir):

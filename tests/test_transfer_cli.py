@@ -100,6 +100,7 @@ def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, t
     (('--config.strategies=("freeze_all",)',), "unknown strategy 'freeze_all'"),
     (('--config.head_init=imprint',), 'head_init=imprint needs head_l2_scale > 0'),
     (('--config.head_init=means',), "head_init 'means': use one of"),
+    (('--config.labels_per_class=(1, 200)',), 'has too few examples of classes {5: 145'),
 ])
 def test_bad_transfer_input(tmp_path, data_dir, args, message):
   proc = run_stage('transfer', f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
