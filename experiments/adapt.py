@@ -1,8 +1,11 @@
 """Unsupervised domain adaptation: `python -m experiments.adapt --config=configs/digits_to_digits_m.py[:method]`.
 
 Every (method, seed) is a cell in <workdir>/<method>/seed<s> with its own
-metrics.jsonl, checkpoints and summary.json ({'target_test_accuracy', ...}); a
-finished cell is not retrained and an interrupted one resumes. Source models are
+summary.json ({'target_test_accuracy', ...}) and, for the methods that train,
+metrics.jsonl and checkpoints; a finished cell is not retrained and an
+interrupted one resumes. SHOT's cells log the pseudo-labels' accuracy (a
+diagnostic against target train labels that nothing else uses) as split
+'target_train'. Source models are
 train-stage runs in <workdir>/source/seed<s> unless `--config.source` names one.
 The workdir's summary.json and report.md hold the method x seed table.
 """
@@ -147,6 +150,12 @@ def validate(config, workdir):
                              f'{dann_lib.BATCH_NORM}')
   if config.shot.epochs < 1 or config.dann.steps < 1:
     raise common.ConfigError('shot.epochs and dann.steps must be >= 1')
+  if config.shot.steps_per_epoch < 0 or config.shot.cluster_rounds < 0:
+    raise common.ConfigError('shot.steps_per_epoch (0: one pass) and shot.cluster_rounds '
+                             'must be >= 0')
+  if not config.dann.domain_head or config.dann.domain_head[-1] != 1:
+    raise common.ConfigError(f'dann.domain_head {tuple(config.dann.domain_head)}: the widths of '
+                             'the domain classifier must end in 1 (one logit: source vs target)')
   for seed in config.seeds:
     if any(m in NEEDS_SOURCE for m in config.methods):
       if config.source:
@@ -306,8 +315,8 @@ class Adaptation:
       """Test accuracy, then SHOT's pseudo-labels for the next epoch from the current model."""
       metrics = evaluate(state)
       if int(jax.device_get(state.step)) < num_steps:
-        batches.labels, metrics['pseudo_label_accuracy'] = self.pseudo_labels(
-            model, state.variables)
+        batches.labels, accuracy = self.pseudo_labels(model, state.variables)
+        metrics['target_train'] = {'pseudo_label_accuracy': accuracy}  # its own split
       return metrics
 
     state, metrics = self._fit(cell_dir, state, loss_fn, tx, step, batches, num_steps, epoch_end,
@@ -356,10 +365,14 @@ _NO_UPDATES = _NoUpdates()
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'adapt')
   info = validate(config, workdir)
-  common.claim_workdir(workdir, config, SWEEP_KEYS)
   sweep = Adaptation(config, workdir, info, mesh_lib.make_mesh())
+  needs_source = any(m in NEEDS_SOURCE for m in config.methods)
+  if config.source and needs_source:  # given sources must load and fit before anything is written
+    for seed in config.seeds:
+      sweep.source_model(seed)
+  common.claim_workdir(workdir, config, SWEEP_KEYS)
   source_times = []
-  if any(m in NEEDS_SOURCE for m in config.methods):
+  if needs_source:
     for seed in config.seeds:
       source_times.append(sweep.train_source(seed).get('wall_time_s', float('nan')))
       sweep.source_model(seed)  # a source that does not fit fails before the sweep

@@ -84,16 +84,21 @@ def main(config, workdir):
   transfer.validate(cfgs['label_efficiency/contrastive'], check_source=False)
   transfer.validate(cfgs['label_efficiency/scratch'], check_source=False)
   transfer.prepare(cfgs['label_efficiency/supervised'], d('label_efficiency/supervised'))
+  if set(config.adapt.methods) != set(adapt.METHODS):
+    raise common.ConfigError(f'adapt.methods {tuple(config.adapt.methods)}: the report compares '
+                             f'all of {adapt.METHODS}')
   adapt.validate(cfgs['adapt'], d('adapt'))
   common.claim_workdir(workdir, config)
   t0 = time.time()
   times = {}
   for name, cfg in cfgs.items():
     times[name] = run_stage(name, cfg, d(name))
+  if any(times.values()) or not os.path.exists(d('report.md')):
+    features = adaptation_features(workdir, config) if config.tsne else {}
+    if jax.process_index() == 0:
+      report(config, workdir, times, features)
   if jax.process_index() != 0:
     return
-  if any(times.values()) or not os.path.exists(d('report.md')):
-    report(config, workdir, times)
   print(f'pipeline finished in {time.time() - t0:.0f} s; report: {d("report.md")}')
 
 
@@ -120,24 +125,33 @@ def label_efficiency_curves(workdir, config):
   return curves
 
 
-def adaptation_tsne(workdir, config, out_dir):
-  """t-SNE of source and target test features before (source model) and after (SHOT)."""
+def adaptation_features(workdir, config):
+  """{'before'|'after': (source feats, labels, target feats, labels)} of the test splits.
+
+  Before: the source model; after: SHOT. Run on every process: feature extraction
+  over the global mesh is a collective.
+  """
   acfg = config.adapt
   src_ds, tgt_ds = acfg.source_task.dataset, acfg.target
   before = adapt.source_dir(acfg, os.path.join(workdir, 'adapt'), acfg.seeds[0])
   after = adapt._cell_dir(os.path.join(workdir, 'adapt'), 'shot', acfg.seeds[0])  # pylint: disable=protected-access
   mesh = mesh_lib.make_mesh()
-  paths = []
+  out = {}
   for tag, run in (('before', before), ('after', after)):
-    if not os.path.isdir(os.path.join(run, 'checkpoints')):
-      continue
-    # SHOT's cells hold checkpoints of the source model's architecture.
-    fs, ys = features_of_run(run, src_ds, src_ds.eval_split, batch_size=360, mesh=mesh,
-                             config_dir=before)
-    ft, yt = features_of_run(run, tgt_ds, tgt_ds.eval_split, batch_size=360, mesh=mesh,
-                             config_dir=before)
-    feats = l2_normalize(np.concatenate([fs, ft]))
-    emb = embedding.tsne_2d(feats, 0)
+    if os.path.isdir(os.path.join(run, 'checkpoints')):
+      # SHOT's cells hold checkpoints of the source model's architecture.
+      out[tag] = (*features_of_run(run, src_ds, src_ds.eval_split, batch_size=360, mesh=mesh,
+                                   config_dir=before),
+                  *features_of_run(run, tgt_ds, tgt_ds.eval_split, batch_size=360, mesh=mesh,
+                                   config_dir=before))
+  return out
+
+
+def adaptation_tsne(features, out_dir):
+  """t-SNE pictures of `adaptation_features`, coloured by class and by domain; their names."""
+  paths = []
+  for tag, (fs, ys, ft, yt) in features.items():
+    emb = embedding.tsne_2d(l2_normalize(np.concatenate([fs, ft])), 0)
     domain = np.array(['source'] * len(fs) + ['target'] * len(ft))
     name = f'tsne_adapt_{tag}.png'
     title = ('before adaptation (source-only model)' if tag == 'before'
@@ -181,7 +195,7 @@ def _pct(v):
   return f'{100 * v:.1f}'
 
 
-def report(config, workdir, times):
+def report(config, workdir, times, adaptation_feats):
   d = lambda *p: os.path.join(workdir, *p)
   pre, clu, ano = _summary(d('pretrain')), _summary(d('cluster')), _summary(d('anomaly'))
   ada = _summary(d('adapt'))
@@ -215,7 +229,7 @@ def report(config, workdir, times):
   ]
   table = ['| stage | measure | tlu | baseline | baseline value |', '|---|---|---|---|---|']
   table += ['| ' + ' | '.join(r) + ' |' for r in rows]
-  pictures = adaptation_tsne(workdir, config, workdir) if config.tsne else []
+  pictures = adaptation_tsne(adaptation_feats, workdir)
   curves_png = learning_curves(workdir, config, workdir)
   le_rows = ['| curve | ' + ' | '.join('all' if k == 0 else str(k)
                                         for k in config.transfer.labels_per_class) + ' |',

@@ -28,8 +28,8 @@ HEAD_INITS = ('fresh', 'imprint')
 class Transfer:
   """Everything shared by the cells of one sweep: source weights, model, data, compiled steps."""
 
-  def __init__(self, config, workdir, source_dir, mesh):
-    self.config, self.workdir, self.mesh = config, workdir, mesh
+  def __init__(self, config, source_dir, mesh):
+    self.config, self.mesh = config, mesh
     ds = config.dataset
     self.src_vars, src_model, self.src_step = load_pretrained(source_dir, config.source_step)
     info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
@@ -87,9 +87,9 @@ class Transfer:
                        should_stop=common.preempted,
                        progress=self.config.progress, desc=os.path.basename(cell_dir))
 
-  def cell(self, strategy, labels_per_class, seed):
-    """Trains one (strategy, labels per class, seed) cell; returns its test accuracy."""
-    cell_dir = os.path.join(self.workdir, strategy, f'lpc{labels_per_class}_seed{seed}')
+  def cell(self, workdir, strategy, labels_per_class, seed):
+    """Trains one (strategy, labels per class, seed) cell of `workdir`; returns its test accuracy."""
+    cell_dir = os.path.join(workdir, strategy, f'lpc{labels_per_class}_seed{seed}')
     done = os.path.join(cell_dir, 'summary.json')
     if os.path.exists(done):
       return common.read_json(done)['test_accuracy']
@@ -101,8 +101,10 @@ class Transfer:
       if self.config.head_init == 'imprint':
         variables = self.imprint(variables, view)
     if strategy == 'lp_ft':
-      state, _, _ = self.fit(os.path.join(cell_dir, 'lp'), 'linear_probe', variables, view, seed,
-                             self.config.lp_steps)
+      state, _, stopped = self.fit(os.path.join(cell_dir, 'lp'), 'linear_probe', variables, view,
+                                   seed, self.config.lp_steps)
+      if stopped:  # fine-tuning must start from the finished probe, not a preempted one
+        common.fail('preempted; re-run the same command to resume', common.EXIT_PREEMPTED)
       variables = jax.device_get(state.variables)
       strategy = 'finetune'
     state, metrics, stopped = self.fit(cell_dir, strategy, variables, view, seed, self.config.steps)
@@ -133,6 +135,8 @@ def validate(config, check_source=True):
     raise common.ConfigError('head_init=imprint needs head_l2_scale > 0 (a cosine head)')
   common.check_batch(config.batch_size)
   common.check_batch(config.eval_batch_size, 'eval_batch_size')
+  if config.steps < 1 or ('lp_ft' in config.strategies and config.lp_steps < 1):
+    raise common.ConfigError('steps (and lp_steps for lp_ft) must be >= 1')
   ds = config.dataset
   info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
   unknown = sorted(set(ds.classes) - set(range(info.num_classes)))
@@ -174,20 +178,25 @@ def prepare(config, workdir):
   return source_dir
 
 
-def sweep(config, workdir, source_dir, mesh):
-  """Runs every (strategy, labels per class, seed) cell; returns {(strategy, lpc): [accs]}."""
+def open_run(config, source_dir, mesh):
+  """The sweep's shared state with the source loaded and checked to fit (ConfigError if not)."""
   try:
-    runner = Transfer(config, workdir, source_dir, mesh)
-    _, report = runner.load_source(runner.fresh(0))  # a source that does not fit fails here
-  except (PretrainedError, TransplantError) as e:
+    runner = Transfer(config, source_dir, mesh)
+    _, report = runner.load_source(runner.fresh(0))
+  except (PretrainedError, TransplantError, ValueError) as e:
     raise common.ConfigError(str(e)) from None
+  return runner, report
+
+
+def sweep(config, workdir, runner, report):
+  """Runs every (strategy, labels per class, seed) cell; returns {(strategy, lpc): [accs]}."""
   print(report.table())
   if jax.process_index() == 0:
     common.write_json(os.path.join(workdir, 'transplant.json'), report.to_json())
   results = {}
   for strategy in config.strategies:
     for lpc in config.labels_per_class:
-      accs = [runner.cell(strategy, lpc, seed) for seed in config.seeds]
+      accs = [runner.cell(workdir, strategy, lpc, seed) for seed in config.seeds]
       results[(strategy, lpc)] = accs
       print(f'{strategy:>12} labels/class={lpc or "all":>3}: '
             f'{100 * np.mean(accs):.1f} +- {100 * np.std(accs):.1f} ({len(accs)} seeds)')
@@ -197,11 +206,16 @@ def sweep(config, workdir, source_dir, mesh):
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'transfer')
   source_dir = prepare(config, workdir)
+  mesh = mesh_lib.make_mesh()
+  if config.source:  # a given source must load and fit before anything is written
+    opened = open_run(config, source_dir, mesh)
   common.claim_workdir(workdir, config, SWEEP_KEYS)
-  if not config.source and not os.path.exists(os.path.join(source_dir, 'summary.json')):
-    print(f'training the source task in {source_dir}')
-    train_stage.train(config.source_task, source_dir)
-  results = sweep(config, workdir, source_dir, mesh_lib.make_mesh())
+  if not config.source:
+    if not os.path.exists(os.path.join(source_dir, 'summary.json')):
+      print(f'training the source task in {source_dir}')
+      train_stage.train(config.source_task, source_dir)
+    opened = open_run(config, source_dir, mesh)
+  results = sweep(config, workdir, *opened)
   summary = {f'{s}/lpc{k}/test_accuracy': float(np.mean(v)) for (s, k), v in results.items()}
   summary.update({f'{s}/lpc{k}/test_accuracy_std': float(np.std(v))
                   for (s, k), v in results.items()})

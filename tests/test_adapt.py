@@ -212,6 +212,9 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
   rows = read_jsonl(work / 'shot' / 'seed0' / 'metrics.jsonl')
   assert {'im_loss', 'pseudo_ce', 'entropy', 'diversity'} <= set(rows[0])
   assert rows[-1]['split'] == 'test' and rows[-1]['step'] == 4
+  # SHOT's pseudo-label accuracy is measured on the target train split: logged as such.
+  pseudo = [r for r in rows if 'pseudo_label_accuracy' in r]
+  assert [(r['split'], r['step']) for r in pseudo] == [('target_train', 2)]
   assert 'domain_accuracy' in read_jsonl(work / 'dann' / 'seed0' / 'metrics.jsonl')[0]
   low, high = (summary[f'{m}/target_test_accuracy'] for m in ('source_only', 'target_oracle'))
   for method in ('shot', 'dann'):   # a gap exists only when the oracle is above source_only
@@ -230,8 +233,18 @@ def test_source_runs_are_per_seed_or_given():
   assert adapt.source_dir(config, '/w', 1) == '/runs/src'
 
 
-def test_unknown_method_fails_before_anything_is_written(tmp_path, data_dir):
-  proc = run_stage('adapt', f'--workdir={tmp_path}/w', '--config.methods=("mmd",)',
-                   f'--config.target.data_dir={data_dir}')
-  assert proc.returncode == 2 and "unknown methods ['mmd']" in proc.stderr, proc.stderr
+@pytest.mark.parametrize('args, message', [
+    (('--config.methods=("mmd",)',), "unknown methods ['mmd']"),
+    (('--config.dann.domain_head=(100, 2)',), 'must end in 1'),
+    (('--config.shot.cluster_rounds=-1',), 'must be >= 0'),
+    (('--config.methods=("shot",)', '--config.source={src}'), 'has no checkpoints'),
+])
+def test_bad_input_fails_before_anything_is_written(tmp_path, data_dir, args, message):
+  src = tmp_path / 'untrained_source'   # a run directory whose training never saved
+  src.mkdir()
+  (src / 'config.json').write_text(json.dumps(get_config().source_task.to_dict()))
+  proc = run_stage('adapt', f'--workdir={tmp_path}/w', f'--config.target.data_dir={data_dir}',
+                   f'--config.source_task.dataset.data_dir={data_dir}',
+                   *(a.format(src=src) for a in args))
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr
   assert not (tmp_path / 'w').exists()

@@ -71,6 +71,12 @@ def test_paired_batches_draw_both_domains_independently():
   both = [next(h) for h in halves]
   np.testing.assert_array_equal(np.sort(np.concatenate([b['label'] for b in both])),
                                 np.sort(first['label']))
+  # Seeds are independent replicates: seed 0's target order is not seed 1's source order.
+  same = _source(8)
+  t0 = [next(it)['target_image'][:, 0, 0, 0] for it in [loader.paired_iterator(same, same, 8, seed=0)]
+        for _ in range(4)]
+  s1 = [next(it)['label'] for it in [loader.paired_iterator(same, same, 8, seed=1)] for _ in range(4)]
+  assert not all(np.array_equal(a, b) for a, b in zip(t0, s1))
 
 
 def test_task_view_relabels_and_keeps_few_labels():

@@ -59,3 +59,15 @@ def test_cluster_with_a_missing_features_run_fails_before_compute(tmp_path, data
                    f'--config.dataset.data_dir={data_dir}')
   assert proc.returncode == 2 and 'source workdir /no/such/run does not exist' in proc.stderr
   assert not os.path.exists(f'{tmp_path}/w')
+
+
+def test_a_subset_of_adaptation_methods_fails_before_compute(tmp_path, data_dir):
+  # The report compares every method, so leaving one out is refused up front.
+  proc = run_stage('pipeline', '--config=configs/pipeline.py:tiny', f'--workdir={tmp_path}/w',
+                   *[f'--config.{s}.dataset.data_dir={data_dir}' for s in
+                     ('pretrain', 'cluster', 'transfer', 'anomaly')],
+                   f'--config.transfer.source_task.dataset.data_dir={data_dir}',
+                   f'--config.adapt.source_task.dataset.data_dir={data_dir}',
+                   f'--config.adapt.target.data_dir={data_dir}', '--config.adapt.methods=("dann",)')
+  assert proc.returncode == 2 and 'the report compares all of' in proc.stderr, proc.stderr
+  assert not os.path.exists(f'{tmp_path}/w')

@@ -101,10 +101,15 @@ def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, t
     (('--config.head_init=imprint',), 'head_init=imprint needs head_l2_scale > 0'),
     (('--config.head_init=means',), "head_init 'means': use one of"),
     (('--config.labels_per_class=(1, 200)',), 'has too few examples of classes {5: 145'),
+    (('--config.source={src}',), 'has no checkpoints'),
+    (('--config.steps=0',), 'steps (and lp_steps for lp_ft) must be >= 1'),
 ])
 def test_bad_transfer_input(tmp_path, data_dir, args, message):
+  src = tmp_path / 'untrained_source'   # a run directory whose training never saved
+  src.mkdir()
+  (src / 'config.json').write_text(json.dumps(digits_transfer.get_config().source_task.to_dict()))
   proc = run_stage('transfer', f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
-                   *args)
+                   *(a.format(src=src) for a in args))
   assert proc.returncode == 2 and message in proc.stderr, proc.stderr
   assert not os.path.exists(f'{tmp_path}/w')
 

@@ -13,7 +13,8 @@ BatchNorm with two domains, two choices (`batch_norm`):
                 do (e.g. the Transfer-Learning-Library's DANN): batch statistics and
                 running averages are those of the mixture of both domains.
   'per_domain'  one forward pass per domain, each normalised by its own batch
-                statistics (domain-specific BN; Chang et al. 2019, DSBN), and the
+                statistics (the statistics half of DSBN, Chang et al. 2019: the
+                scale and shift stay shared), and the
                 running averages follow the target batches only, so the model is
                 evaluated on the target with target statistics (AdaBN; Li et al.
                 2017). The domain classifier then cannot win on first-order

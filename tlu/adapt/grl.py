@@ -44,7 +44,7 @@ def gradient_reversal(x, scale=1.0):
 
 
 def dann_lambda(progress, gamma=10.0):
-  """DANN's adaptation factor lambda_p = 2 / (1 + exp(-gamma p)) - 1 (section 5.2.2).
+  """DANN's adaptation factor lambda_p = 2 / (1 + exp(-gamma p)) - 1 (the paper's schedule).
 
   Grows from 0 at progress p = 0 to ~1 at p = 1, so the domain classifier's
   noisy early gradients do not disturb the feature extractor.

@@ -55,12 +55,13 @@ class _Examples:
 class _Order:
   """Global stream position -> source index: a fresh seeded permutation every epoch."""
 
-  def __init__(self, n, seed):
-    self.n, self.seed = n, seed
+  def __init__(self, n, seed, stream=()):
+    """stream: extra seed words, so two orders of one seed are independent (DANN's domains)."""
+    self.n, self.seed, self.stream = n, seed, tuple(stream)
     self.permutation = functools.lru_cache(maxsize=64)(self._permutation)
 
   def _permutation(self, epoch):
-    return np.random.default_rng((self.seed, epoch)).permutation(self.n)
+    return np.random.default_rng((self.seed, *self.stream, epoch)).permutation(self.n)
 
   def __call__(self, positions):
     epochs, offsets = np.divmod(positions, self.n)
@@ -111,12 +112,13 @@ def train_iterator(source, global_batch, *, seed, process_index=0, process_count
 def paired_iterator(source, target, global_batch, *, seed, process_index=0, process_count=1):
   """Endless {'image', 'label', 'target_image'} batches, `global_batch` from each domain.
 
-  Two independent seeded shuffles (seed and seed + 1), each with a new order every
-  epoch of its own domain. Only the target's images are read, never its labels.
+  Two independent seeded shuffles (the target's has its own seed stream, so it is
+  not the source order of another seed), each with a new order every epoch of its
+  own domain. Only the target's images are read, never its labels.
   """
   _check(global_batch, process_count)
   src, tgt = _Examples(source, ('image', 'label')), _Examples(target, ('image',))
-  src_order, tgt_order = _Order(len(source), seed), _Order(len(target), seed + 1)
+  src_order, tgt_order = _Order(len(source), seed), _Order(len(target), seed, stream=(1,))
 
   def make_batch(step):
     pos = _positions(step, global_batch, process_index, process_count)

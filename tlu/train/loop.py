@@ -65,7 +65,9 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
   """Trains from `state.step` to `cfg.num_steps`; returns (state, last eval metrics, stopped).
 
   batches: an iterator of process-local numpy batches with get_state/set_state.
-  evaluate(state) -> {name: value} is run every `eval_every` steps and at the end.
+  evaluate(state) -> {name: value} is run every `eval_every` steps and at the end and
+  logged as split 'test'; a value that is itself a dict {name: value} is logged as
+  its own split under its key (e.g. a diagnostic measured on the training split).
   should_stop() is polled every step (SIGTERM/preemption): the loop then saves a
   checkpoint and returns with stopped=True.
   """
@@ -105,9 +107,14 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
       flush(step)
     if evaluate is not None and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
       eval_metrics = evaluate(state)
+      splits = {'test': {k: v for k, v in eval_metrics.items() if not isinstance(v, dict)},
+                **{k: v for k, v in eval_metrics.items() if isinstance(v, dict)}}
       if writer is not None:
-        writer.write(step, 'test', eval_metrics)
-      bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4f}' for k, v in eval_metrics.items()))
+        for split, metrics in splits.items():
+          writer.write(step, split, metrics)
+      bar.write(f'step {step}: ' + ', '.join(
+          f'{k if split == "test" else f"{split}/{k}"}={v:.4f}'
+          for split, metrics in splits.items() for k, v in metrics.items()))
     if saving:
       checkpointer.save(step, state, batches, force=last or stopped)
     if stopped:
