@@ -16,7 +16,7 @@ accuracy is measured on its test split. The `seed` of the nested task configs is
 replaced by each seed of `seeds`.
 Goal: dann and shot beat source_only by >= 20 points and shot closes >= 60% of the
 source_only -> target_oracle gap: not met yet. Measured on tlu_digits_m 1.1.0 (photo
-backgrounds), 3 seeds, 2-core CPU (README): source_only 38.2 +- 6.1, dann 52.1 +- 0.1,
+backgrounds), 3 seeds, 2-core CPU (README): source_only 38.2 +- 6.1, dann 53.3 +- 1.1,
 shot 44.2 +- 3.0 (beta 0.3: 35.2; IM only: 46.1), target_oracle 91.0 +- 0.1. The source
 model's target features cluster at 41% (k-means ACC, widths (64, 128)), so SHOT's
 pseudo-labels have little to start from. With

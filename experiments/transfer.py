@@ -232,9 +232,12 @@ def _task(ds):
 
 
 def _report(config, source_dir, table):
+  scratch_only = set(config.strategies) == {'scratch'}
   return (f'# Transfer: {"a given source run" if config.source else _task(config.source_task.dataset)}'
           f' -> {_task(config.dataset)}\n\n'
-          f'Source run: `{source_dir}`. Target test accuracy (%), mean +- std over seeds '
+          f'Source run: `{source_dir}`'
+          f'{" (its architecture only: scratch loads no weights)" if scratch_only else ""}'
+          f'. Target test accuracy (%), mean +- std over seeds '
           f'{tuple(config.seeds)}; {config.steps} steps per run'
           f'{f", LP-FT probes {config.lp_steps} steps first" if "lp_ft" in config.strategies else ""}'
           f'{f"; head on L2-normalised features x {config.head_l2_scale:g}" if config.head_l2_scale else ""}'
