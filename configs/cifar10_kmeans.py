@@ -1,12 +1,12 @@
 """k-means on SimCLR CIFAR-10 features: SCAN's "pretext + k-means" baseline.
 
-`python -m experiments.cluster --config=configs/cifar10_kmeans.py --config.features=<workdir of configs/cifar10_simclr.py>`
+`python -m experiments.cluster --config=configs/cifar10_kmeans.py --config.source=<workdir of configs/cifar10_simclr.py>`
 Target: ACC 65.9% (± 5.7), NMI 59.8%, ARI 50.9% (Van Gansbeke et al. 2020, SCAN,
 Table 3, "Pretext + K-means", SimCLR ResNet-18 pretext on CIFAR-10), not yet
 measured by this project.
 Protocol: backbone features (512-d, after global average pooling) of the 10,000
 test images, L2-normalised, k = 10, k-means++ with 10 restarts, Hungarian-matched
-accuracy; SCAN evaluates on the test split as here. Without --config.features the
+accuracy; SCAN evaluates on the test split as here. Without --config.source the
 1000-epoch pretraining of configs/cifar10_simclr.py runs first (~10 h on one A100).
 k-means itself takes seconds on one GPU.
 """

@@ -1,6 +1,6 @@
 """SimCLR, ResNet-18 (CIFAR stem), CIFAR-10: `python -m experiments.pretrain --config=configs/cifar10_simclr.py`.
 
-Targets (not yet measured by this project):
+Published (not measured here; the data needs a one-time `tfds build`):
   * default (solo-learn protocol): 90.7% linear accuracy after 1000 epochs
     (solo-learn's SimCLR ResNet-18 CIFAR-10 result, *online* linear eval). tlu
     reports the *offline* protocol: L-BFGS logistic regression on frozen, non-
@@ -29,19 +29,20 @@ def get_config(arg=None):
   c = digits_simclr.get_config()
   batch, epochs = (512, 200) if arg == 'knn200' else (256, 1000)
   c.dataset = digits_supervised.dataset('cifar10')
-  c.model.update(dict(name='resnet18', stem='cifar', width=64, dtype='bfloat16',
-                      projector=(2048, 2048, 256)))
+  c.model.update(dict(name='resnet18', stem='cifar', width=64, dtype='bfloat16'))
+  c.method.update(dict(projector=(2048, 2048, 256), temperature=0.2))
   del c.model['use_bn'], c.model['features']
   c.batch_size = batch
   c.steps = epochs * TRAIN_IMAGES // batch
   c.optimizer.update(dict(name='lars', lr=0.4, lr_scaling='linear', base_batch_size=256,
                           weight_decay=1e-5, momentum=0.9, schedule='cosine',
                           warmup_steps=10 * TRAIN_IMAGES // batch))
-  c.temperature = 0.2
   c.augment = ml_collections.ConfigDict(dict(preset='simclr_cifar'))
   c.eval_batch_size = 1000
-  c.eval.update(dict(knn_k=200, knn_weighting='temperature', knn_temperature=0.1,
-                     labels_per_class=0, kmeans_n_init=10, kmeans_rows='test'))
+  c.evaluators = ml_collections.ConfigDict(dict(
+      knn=dict(k=200, weighting='temperature', temperature=0.1),
+      linear_probe=dict(probe_input='l2', l2=1e-4, steps=500),
+      kmeans=dict(num_clusters=10, n_init=10, rows='test', seed=0)))
   c.pixel_baseline = False
   c.log_every, c.eval_every, c.checkpoint_every = 100, 20 * TRAIN_IMAGES // batch, 2000
   return c

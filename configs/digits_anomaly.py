@@ -4,8 +4,8 @@ Scores on frozen features (higher = more anomalous): distance to the k-th
 nearest normal training example, Mahalanobis distance to the normal class's
 Gaussian, and distance to the nearest of `kmeans_clusters` k-means centroids of
 the normal class. Each is computed on raw pixels and on contrastive features
-(`--config.features=<pretrain workdir>`, or pretraining runs first in
-<workdir>/pretrain); AUROC per normal class and the mean.
+(the backbone of `--config.source=<run dir>`, or of the task `pretrain`
+trained first in <workdir>/pretrain); AUROC per normal class and the mean.
 """
 
 import ml_collections
@@ -19,8 +19,8 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = digits_supervised.dataset('tlu_digits')
-  c.features = ''
-  c.features_step = config_dict.placeholder(int)
+  c.source = ''                       # run dir whose backbone gives the features; '' = pretrain
+  c.source_step = config_dict.placeholder(int)   # checkpoint step of the source (None: latest)
   c.pretrain = digits_simclr.get_config()
   c.pretrain.progress = False
   c.knn_k = 5

@@ -1,8 +1,9 @@
 """k-means on tlu_digits: raw pixels vs PCA of pixels vs contrastive backbone features.
 
-`--config.features=<pretrain workdir>` names the representation to cluster; with
-none, contrastive pretraining (configs/digits_simclr.py) runs first in
-<workdir>/pretrain. Rows are clustered as in SCAN's "pretext + k-means":
+`--config.source=<run dir>` names the representation to cluster (any run's
+backbone, at `--config.source_step`); with none, the task `pretrain` (SimCLR,
+configs/digits_simclr.py) is trained first in <workdir>/pretrain. Rows are
+clustered as in SCAN's "pretext + k-means":
 L2-normalised features of train and test images together, k = number of classes,
 k-means++ with `n_init` restarts. Reference on raw pixels: ACC 0.79 / NMI 0.74.
 Expected on contrastive features: ACC >= 0.90, NMI >= 0.85 (see README).
@@ -19,8 +20,8 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = digits_supervised.dataset('tlu_digits')
-  c.features = ''                     # workdir of a pretraining run; '' = pretrain first
-  c.features_step = config_dict.placeholder(int)
+  c.source = ''                       # run dir whose backbone gives the features; '' = pretrain
+  c.source_step = config_dict.placeholder(int)   # checkpoint step of the source (None: latest)
   c.pretrain = digits_simclr.get_config()
   c.pretrain.progress = False
   c.num_clusters = 0                  # 0 = number of classes

@@ -22,15 +22,18 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = dataset('tlu_digits/32x32_rgb' if arg == 'rgb32' else 'tlu_digits')
+  c.method = ml_collections.ConfigDict(dict(name='supervised', label_smoothing=0.0,
+                                            head_l2_scale=0.0))
   c.model = ml_collections.ConfigDict(dict(name='cnn', use_bn=True, widths=(64, 128), features=512))
+  c.freeze = ()                # (regex, None | lr multiplier) pairs; None = frozen
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', lr=2e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=20,
       grad_clip_norm=0.0))
   c.batch_size = 128
   c.eval_batch_size = 360
   c.steps = 300
-  c.label_smoothing = 0.0
   c.augment = ''               # an augmentation preset of tlu.data.augment, '' for none
+  c.evaluators = ml_collections.ConfigDict({'classification': {}})
   c.log_every = 25
   c.eval_every = 100
   c.checkpoint_every = 100

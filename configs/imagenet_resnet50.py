@@ -1,7 +1,7 @@
 """Supervised ResNet-50 on ImageNet-1k (TFDS `imagenet2012`): the source of configs/resnet50_transfer.py.
 
-Target: 76.1% top-1 (torchvision's ResNet-50 v1 recipe, He et al. 2016), not yet
-measured by this project.
+Published: 76.1% top-1 (torchvision's ResNet-50 v1 recipe, He et al. 2016); not measured
+here (the data needs a manual download).
 Protocol: 90 epochs at global batch 1024, SGD momentum 0.9 (Nesterov), peak lr
 0.1 x B/256 with 5 warm-up epochs then cosine, weight decay 1e-4 on kernels,
 no label smoothing; bfloat16 compute, float32 parameters. Train images are fitted

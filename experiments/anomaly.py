@@ -1,93 +1,62 @@
-"""One-class anomaly detection on features: `python -m experiments.anomaly --config=configs/digits_anomaly.py`."""
+"""One-class anomaly detection on features: `python -m experiments.anomaly --config=configs/digits_anomaly.py`.
 
-import functools
-import os
+Features: the backbone of `--config.source` (any run directory, at `--config.source_step`),
+or of the task `config.pretrain`, trained first in `<workdir>/pretrain`. Scorers and
+protocol: tlu/evaluate/anomaly_eval.py; summary.json: `<features>/<scorer>/mean_auroc`.
+"""
 
 import jax
 import numpy as np
 
 from experiments import common
-from experiments.cluster import claim_with_representation, task_arrays
-from tlu.data import sources
-from tlu.evaluate.anomaly_eval import one_class_auroc_per_class
+from tlu.evaluate import anomaly_eval, run_features
 from tlu.evaluate.representation import l2_normalize
-from tlu.evaluate.run_features import features_of_run
 from tlu.report import tables
-from tlu.train import mesh as mesh_lib
-from tlu.unsupervised import anomaly, kmeans as kmeans_lib
+from tlu.train import mesh as mesh_lib, workdir as workdir_lib
 
 
-def scorers(config):
-  """{name: score_fn(normal_train (n, d), test (m, d)) -> (m,)}, higher = more anomalous."""
-
-  def kmeans_distance(train, test):
-    k = min(config.kmeans_clusters, len(train))
-    result = kmeans_lib.kmeans(jax.random.key(config.seed), train, k, n_init=5)
-    return anomaly.kmeans_distance_score(result.centroids, test)
-
-  return {
-      f'{config.knn_k}-NN distance': functools.partial(anomaly.knn_distance_score,
-                                                       k=config.knn_k),
-      'Mahalanobis': functools.partial(anomaly.mahalanobis_score,
-                                       shrinkage=config.mahalanobis_shrinkage),
-      f'k-means ({config.kmeans_clusters}) distance': kmeans_distance,
-  }
-
-
-def check(config):
-  """The anomaly config's own checks (no compute, no other run needed)."""
+def prepare(config, workdir, check_source=True):
+  """Every check before anything is written; returns (feature source, scorers)."""
   common.check_batch(config.batch_size)
-  if config.knn_k < 1 or config.kmeans_clusters < 1:
-    raise common.ConfigError('knn_k and kmeans_clusters must be >= 1')
-  if config.mahalanobis_shrinkage < 0 or config.mahalanobis_shrinkage > 1:
-    raise common.ConfigError('mahalanobis_shrinkage must be in [0, 1]')
-  ds = config.dataset
-  sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.data_dir)
-
-
-def representations(config, mesh, feature_dir):
-  """{name: (train (N, d), test (M, d))} and the labels of both splits."""
-  ds = config.dataset
-  out, labels = {'raw pixels': [], 'contrastive features': []}, []
-  for split in (ds.train_split, ds.eval_split):
-    images, _ = task_arrays(ds, split)
-    out['raw pixels'].append(images.reshape(len(images), -1).astype(np.float32) / 255.0)
-    feats, y = features_of_run(feature_dir, ds, split,
-                               batch_size=config.batch_size, mesh=mesh,
-                               step=config.features_step)
-    out['contrastive features'].append(l2_normalize(feats))
-    labels.append(y)
-  return {k: tuple(v) for k, v in out.items()}, tuple(labels)
+  try:
+    scorers = anomaly_eval.scorers(config.knn_k, config.mahalanobis_shrinkage,
+                                   config.kmeans_clusters, config.seed)
+    shape, _ = run_features.task_shape(config.dataset)
+    common.check_workdir(workdir, config)
+    return run_features.FeatureSource(config, workdir, shape, check_source), scorers
+  except ValueError as e:
+    raise common.ConfigError(str(e)) from None
 
 
 def main(config, workdir):
   workdir = common.resolve_workdir(workdir, 'anomaly')
-  check(config)
-  ds = config.dataset
-  feature_dir = claim_with_representation(config, workdir)
+  source, scorers = prepare(config, workdir)
+  common.claim_workdir(workdir, config)
+  if source.needs_training():
+    print(f'pretraining the representation in {source.run_dir}')
   mesh = mesh_lib.make_mesh()
-  reps, (y_train, y_test) = representations(config, mesh, feature_dir)
-  classes = [int(c) for c in np.unique(y_test)]
-  rows, summary = [], {}
-  for rep_name, (train, test) in reps.items():
-    for score_name, fn in scorers(config).items():
-      per_class = one_class_auroc_per_class(fn, train, y_train, test, y_test)
-      mean = float(np.mean(list(per_class.values())))
-      rows.append((rep_name, score_name, *[per_class[c] for c in classes], mean))
-      summary[f'{rep_name}/{score_name}/mean_auroc'] = mean
-      print(f'{rep_name:>22} {score_name:>22}: mean AUROC {mean:.4f}')
+  backbone = source.backbone(mesh, should_stop=common.preempted)
+  ds = config.dataset
+  (pix_train, f_train, y_train), (pix_test, f_test, y_test) = run_features.pixels_and_features(
+      backbone, ds, (ds.train_split, ds.eval_split), batch_size=config.batch_size, mesh=mesh)
+  reps = {'raw pixels': (pix_train, pix_test),
+          'contrastive features': (l2_normalize(f_train), l2_normalize(f_test))}
+  rows, summary = anomaly_eval.auroc_table(reps, scorers, y_train, y_test)
+  for rep, score, *_, mean in rows:
+    print(f'{rep:>22} {score:>22}: mean AUROC {mean:.4f}')
   if jax.process_index() != 0:
     return
-  common.write_json(os.path.join(workdir, 'summary.json'), summary)
+  workdir_lib.write_json(workdir_lib.path(workdir, 'summary.json'), summary)
   table = tables.key_value_table(
-      rows, ('features', 'score', *[f'normal={c}' for c in classes], 'mean'))
-  common.write_text(os.path.join(workdir, 'report.md'), (
+      rows, ('features', 'score', *[f'normal={c}' for c in np.unique(y_test)], 'mean'))
+  workdir_lib.write_text(workdir_lib.path(workdir, 'report.md'), (
       f'# One-class anomaly detection on {ds.name}\n\n'
       'Each class in turn is normal: the scorer sees only its training images; every test '
       'image of another class is an anomaly. AUROC (anomaly = positive). Features: backbone '
-      f'of `{feature_dir}`, L2-normalised; that backbone may have seen images of every class '
-      '(without labels) during its own training.\n\n{table}\n'))
-  print(f'report: {os.path.join(workdir, "report.md")}')
+      f'of `{backbone.run_dir}` (step {backbone.step}), L2-normalised; that backbone may have '
+      'seen images of every class (without labels) during its own training.\n\n'
+      f'{table}\n'))
+  print(f'report: {workdir_lib.path(workdir, "report.md")}')
 
 
 if __name__ == '__main__':

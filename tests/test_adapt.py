@@ -11,15 +11,23 @@ import pytest
 
 from configs.digits_to_digits_m import get_config
 from conftest import read_jsonl, run_stage
-from experiments import adapt
-from tlu.adapt import dann as dann_lib, shot as shot_lib
+import ml_collections
+from tlu.adapt import cells
 from tlu.adapt.grl import dann_lambda, gradient_reversal
+from tlu.methods import dann as dann_lib, shot as shot_lib
 from tlu.models import build_model
-from tlu.models.model import Model
+from tlu.models.norm import train_mode
 from tlu.train import mesh as mesh_lib
 from tlu.train.state import TrainState
 from tlu.train.step import make_train_step
 from tlu.transfer import freeze
+
+
+def _method(cls, num_classes=3, total=10, **config):
+  config = ml_collections.ConfigDict(config)
+  model = build_model({'name': 'cnn', 'features': 16}, cls.heads(config, num_classes))
+  return cls(config, model, num_steps=total, batch_size=8, epoch_steps=1, num_examples=8,
+             mode=train_mode(freeze.frozen_patterns(config.get('freeze', ()))))
 
 
 def _flat(tree):
@@ -66,38 +74,42 @@ def test_dann_lambda_matches_hand_values():
 
 @pytest.fixture(scope='module')
 def dann_setup():
-  model = build_model({'name': 'cnn', 'features': 16, 'num_classes': 3, 'domain_head': (8, 1)})
+  method = lambda batch_norm: _method(dann_lib.DANN, domain_head=(8, 1), domain_weight=1.0,
+                                     gamma=10.0, batch_norm=batch_norm)
+  model = method('joint').model
   variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (4, 8, 8, 1), dtype=np.uint8),
            'label': np.array([0, 1, 2, 1]),
            'target_image': rng.integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)}
-  return model, variables, batch
+  return method, variables, batch
 
 
 @pytest.mark.parametrize('batch_norm', ['joint', 'per_domain'])
 def test_dann_reverses_only_the_backbone_gradient_of_the_domain_loss(dann_setup, batch_norm):
-  model, variables, batch = dann_setup
+  make, variables, batch = dann_setup
   total, step = 10, 5
-  loss_fn = dann_lib.dann(model, total_steps=total, batch_norm=batch_norm)
-  state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(step)}
+  method = make(batch_norm)
+  model, loss_fn = method.model, method.loss_fn
+  state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(step), 'extra': {}}
   grads, aux = jax.jit(jax.grad(loss_fn, has_aux=True))(variables['params'], state, batch, None)
 
   def forward(params, images):
     return model.apply({'params': params, 'batch_stats': variables['batch_stats']},
-                       images.astype(jnp.float32) / 255, train=True, mutable=['batch_stats'])
+                       images.astype(jnp.float32) / 255, train=True, heads=('head',),
+                       mutable=['batch_stats'])
 
   def parts(params):  # the same two losses, without any reversal
     if batch_norm == 'joint':
       out, stats = forward(params, jnp.concatenate([batch['image'], batch['target_image']]))
-      features, logits = out['features'], out['logits'][:4]
+      features, logits = out['features'], out['head'][:4]
     else:  # each domain normalised by its own batch; running averages from the target
       out_s, _ = forward(params, batch['image'])
       out_t, stats = forward(params, batch['target_image'])
       features = jnp.concatenate([out_s['features'], out_t['features']])
-      logits = out_s['logits']
+      logits = out_s['head']
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
-    d = model.apply({'params': params}, features, method=Model.domain_logits)[:, 0]
+    d = model.apply({'params': params}, 'domain_head', features, method='apply_head')[:, 0]
     bce = optax.sigmoid_binary_cross_entropy(d, jnp.array([0.0] * 4 + [1.0] * 4)).mean()
     return ce, bce, stats['batch_stats']
 
@@ -161,16 +173,18 @@ def test_cluster_pseudo_labels_match_shot_reference(rounds):
 
 
 def test_shot_steps_leave_the_frozen_head_bit_for_bit_and_train_the_backbone():
-  model = build_model({'name': 'cnn', 'features': 16, 'num_classes': 3})
-  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  method = _method(shot_lib.SHOT, beta=0.3, im_weight=1.0, cluster_rounds=1,
+                   freeze=(('head/.*', None),))
+  variables = jax.jit(method.model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   tx = freeze.masked_optimizer(lambda: optax.adamw(1e-2, weight_decay=1e-2),
                                variables['params'], (('head/.*', None),))
-  step = make_train_step(shot_lib.shot(model, beta=0.3), tx, mesh_lib.make_mesh(jax.devices()[:1]))
-  state = TrainState.create(jax.tree.map(jnp.copy, variables), tx, 0)  # the step donates it
+  step = make_train_step(method, tx, mesh_lib.make_mesh(jax.devices()[:1]))
   rng = np.random.default_rng(3)
+  extra = {'pseudo_labels': jnp.asarray(rng.integers(0, 3, 8).astype(np.int32))}
+  state = TrainState.create(jax.tree.map(jnp.copy, variables), tx, 0, extra)  # donated
   for _ in range(3):
     state, metrics = step(state, {'image': rng.integers(0, 256, (8, 8, 8, 1), dtype=np.uint8),
-                                  'pseudo_label': rng.integers(0, 3, 8).astype(np.int32)})
+                                  'index': rng.permutation(8)})
   assert np.isfinite(float(metrics['loss']))
   for path, value in _flat(state.params['head']).items():
     np.testing.assert_array_equal(value, _flat(variables['params']['head'])[path])
@@ -210,11 +224,13 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
     assert f'| {method} |' in report
   assert (work / 'source' / 'seed0' / 'checkpoints').is_dir()
   rows = read_jsonl(work / 'shot' / 'seed0' / 'metrics.jsonl')
-  assert {'im_loss', 'pseudo_ce', 'entropy', 'diversity'} <= set(rows[0])
+  assert {'im_loss', 'pseudo_ce', 'entropy', 'diversity'} <= set(
+      next(r for r in rows if r['split'] == 'train'))
   assert rows[-1]['split'] == 'test' and rows[-1]['step'] == 4
-  # SHOT's pseudo-label accuracy is measured on the target train split: logged as such.
+  # SHOT's pseudo-labels are made before the first step and after every epoch but the
+  # last; their accuracy is measured on the target train split: logged as such.
   pseudo = [r for r in rows if 'pseudo_label_accuracy' in r]
-  assert [(r['split'], r['step']) for r in pseudo] == [('target_train', 2)]
+  assert [(r['split'], r['step']) for r in pseudo] == [('target_train', 0), ('target_train', 2)]
   assert 'domain_accuracy' in read_jsonl(work / 'dann' / 'seed0' / 'metrics.jsonl')[0]
   low, high = (summary[f'{m}/target_test_accuracy'] for m in ('source_only', 'target_oracle'))
   for method in ('shot', 'dann'):   # a gap exists only when the oracle is above source_only
@@ -226,17 +242,17 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
 
 def test_source_runs_are_per_seed_or_given():
   config = get_config('shot')
-  assert adapt.source_dir(config, '/w', 2) == '/w/source/seed2'
+  assert cells.source_dir(config, '/w', 2) == '/w/source/seed2'
   config.source = '/runs/src/seed{seed}'
-  assert adapt.source_dir(config, '/w', 1) == '/runs/src/seed1'
+  assert cells.source_dir(config, '/w', 1) == '/runs/src/seed1'
   config.source = '/runs/src'
-  assert adapt.source_dir(config, '/w', 1) == '/runs/src'
+  assert cells.source_dir(config, '/w', 1) == '/runs/src'
 
 
 @pytest.mark.parametrize('args, message', [
-    (('--config.methods=("mmd",)',), "unknown methods ['mmd']"),
-    (('--config.dann.domain_head=(100, 2)',), 'must end in 1'),
-    (('--config.shot.cluster_rounds=-1',), 'must be >= 0'),
+    (('--config.methods=("mmd",)',), "methods: 'mmd' has no config block"),
+    (('--config.dann.method.domain_head=(100, 2)',), 'ending in 1'),
+    (('--config.shot.method.cluster_rounds=-1',), 'cluster_rounds=-1: must be an integer >= 0'),
     (('--config.methods=("shot",)', '--config.source={src}'), 'has no checkpoints'),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, data_dir, args, message):

@@ -99,3 +99,36 @@ def test_kmeans_distance_is_distance_to_nearest_centroid(planted):
   centroids = test[:7] + 0.5
   got = np.asarray(anomaly.kmeans_distance_score(centroids, test))
   np.testing.assert_allclose(got, cdist(test, centroids).min(1), rtol=1e-4, atol=1e-4)
+
+
+def test_auroc_table_has_one_row_per_representation_and_scorer():
+  labels_train = np.array([0, 0, 1, 1])
+  labels_test = np.array([0, 1, 1, 0])
+  # A scorer that ranks every anomaly above every normal row, and one that ranks them the
+  # other way round: AUROC 1 and 0 for each normal class.
+  right = lambda train, test: np.abs(test[:, 0] - train[:, 0].mean())
+  wrong = lambda train, test: -right(train, test)
+  train = labels_train[:, None].astype(np.float32)   # each row's feature is its class
+  test = labels_test[:, None].astype(np.float32)
+  reps = {'a': (train, test), 'b': (train, test)}
+  rows, summary = anomaly_eval.auroc_table(reps, {'right': right, 'wrong': wrong},
+                                           labels_train, labels_test)
+  assert rows == [('a', 'right', 1.0, 1.0, 1.0), ('a', 'wrong', 0.0, 0.0, 0.0),
+                  ('b', 'right', 1.0, 1.0, 1.0), ('b', 'wrong', 0.0, 0.0, 0.0)]
+  assert summary == {'a/right/mean_auroc': 1.0, 'a/wrong/mean_auroc': 0.0,
+                     'b/right/mean_auroc': 1.0, 'b/wrong/mean_auroc': 0.0}
+
+
+def test_scorers_are_named_by_their_options_and_score_planted_outliers(planted):
+  fns = anomaly_eval.scorers(knn_k=3, mahalanobis_shrinkage=0.1, kmeans_clusters=4)
+  assert list(fns) == ['3-NN distance', 'Mahalanobis', 'k-means (4) distance']
+  for fn in fns.values():
+    assert anomaly_eval.one_class_auroc(fn, *planted, normal_class=0) > 0.97
+
+
+@pytest.mark.parametrize('kwargs', [dict(knn_k=0), dict(kmeans_clusters=0),
+                                    dict(mahalanobis_shrinkage=-0.1),
+                                    dict(mahalanobis_shrinkage=1.5)])
+def test_scorers_refuse_options_out_of_range(kwargs):
+  with pytest.raises(ValueError, match=next(iter(kwargs))):
+    anomaly_eval.scorers(**kwargs)

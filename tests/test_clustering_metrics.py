@@ -51,3 +51,36 @@ def test_ari_hand_derived():
   assert clustering.ari([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(0.0)
   # [[2, 0], [0, 2]] relabelled: ARI = 1.
   assert clustering.ari([0, 0, 1, 1], [1, 1, 0, 0]) == pytest.approx(1.0)
+
+
+def test_kmeans_comparison_names_and_scores_each_representation():
+  from tlu.evaluate import kmeans_comparison  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  labels = np.repeat([0, 1, 2], 20)
+  pixels = (np.eye(3)[labels] + 0.01 * rng.normal(size=(60, 3))).astype(np.float32)
+  noise = rng.normal(size=(60, 4)).astype(np.float32)  # features that know nothing
+  inputs = kmeans_comparison.representations(pixels, noise, pca_components=2)
+  assert [(name, x.shape) for name, x in inputs.items()] == [
+      ('raw pixels', (60, 3)), ('PCA-2 of pixels', (60, 2)),
+      ('contrastive features (L2-normalised)', (60, 4))]
+  np.testing.assert_allclose(np.linalg.norm(inputs[kmeans_comparison.FEATURES], axis=1), 1.0,
+                             rtol=1e-6)
+  result = kmeans_comparison.compare(inputs, labels, 3, seed=0, n_init=2, max_iter=50)
+  assert set(result.summary) == {f'{r}/{m}' for r in ('raw', 'pca', 'contrastive')
+                                 for m in ('acc', 'nmi', 'ari')}
+  assert result.summary['raw/acc'] == 1.0 and result.summary['pca/acc'] == 1.0
+  assert result.summary['contrastive/acc'] < 0.8
+  assert [row[:2] for row in result.rows] == [(n, x.shape[1]) for n, x in inputs.items()]
+  assert '| raw pixels | 3 | 1.0000 | 1.0000 | 1.0000 |' in result.table()
+
+
+@pytest.mark.parametrize('option,value', [('rows', 'train'), ('num_clusters', -1),
+                                          ('n_init', 0), ('max_iter', 0),
+                                          ('pca_components', 0), ('pca_components', 65)])
+def test_kmeans_comparison_refuses_options_out_of_range(option, value):
+  from tlu.evaluate import kmeans_comparison  # pylint: disable=import-outside-toplevel
+  options = dict(rows='all', num_clusters=0, n_init=1, max_iter=1, pca_components=32,
+                 pixels=64)
+  kmeans_comparison.check(**options)
+  with pytest.raises(ValueError, match=option):
+    kmeans_comparison.check(**{**options, option: value})

@@ -1,7 +1,10 @@
-"""Feature extraction: exact over a split, in order, the same on 1 and 8 devices."""
+"""Feature extraction: exact over a split, in order, the same on 1 and 8 devices; the stages
+that read a run's features (cluster, anomaly): their source, their checks, their reports."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import run_stage
 from tlu.data import loader, sources
 from tlu.evaluate import features
 from tlu.models import build_model
@@ -20,7 +24,7 @@ BATCH = 64  # 360 test examples: 5 full batches and one padded one
 
 @pytest.fixture(scope='module')
 def model_and_variables():
-  model = build_model({'name': 'cnn', 'num_classes': 10})
+  model = build_model({'name': 'cnn'})
   # jit: one compile instead of one per op, and the same values as eager init.
   return model, jax.jit(model.init)(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32))
 
@@ -74,7 +78,7 @@ from tlu.data import sources
 from tlu.evaluate import features
 from tlu.models import build_model
 from tlu.train import mesh as mesh_lib
-model = build_model({'name': 'cnn', 'num_classes': 10})
+model = build_model({'name': 'cnn'})
 variables = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32))
 mesh = mesh_lib.make_mesh()
 source = sources.open_source('tlu_digits', 'test', sys.argv[1])
@@ -105,3 +109,97 @@ def test_empty_image_array_fails(model_and_variables):
   with pytest.raises(ValueError, match='empty split'):
     features.extract_arrays_features(model, variables, np.zeros((0, 8, 8, 1), np.uint8), 8,
                                      mesh)
+
+
+# The stages that read a run's features. One tiny pretraining serves them all: the cluster
+# stage trains it itself (no source), the others are given it as --config.source.
+
+def _tiny_pretrain(data_dir):
+  return [f'--config.pretrain.dataset.data_dir={data_dir}', '--config.pretrain.steps=2',
+          '--config.pretrain.batch_size=32', '--config.pretrain.eval_every=0',
+          '--config.pretrain.checkpoint_every=2', '--config.pretrain.evaluators.kmeans.n_init=1',
+          '--config.pretrain.evaluators.few_label_probe.trials=1',
+          '--config.pretrain.evaluators.few_label_probe.steps=10',
+          '--config.pretrain.evaluators.linear_probe.steps=10']
+
+
+def _read(workdir):
+  with open(os.path.join(workdir, 'summary.json')) as f, \
+      open(os.path.join(workdir, 'report.md')) as g:
+    return json.load(f), g.read()
+
+
+def _assert_report_holds_summary(summary, report):
+  assert summary
+  for name, value in summary.items():
+    assert f'{value:.4f}' in report, (name, value)
+  assert not re.search(r'\{[^}]*\}', report), report  # no placeholder left unformatted
+
+
+@pytest.fixture(scope='module')
+def clustered(tmp_path_factory, data_dir):
+  """A cluster stage run that pretrained its own source (in <workdir>/pretrain)."""
+  workdir = str(tmp_path_factory.mktemp('cluster') / 'w')
+  run_stage('cluster', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
+            '--config.n_init=2', *_tiny_pretrain(data_dir), check=True)
+  return workdir
+
+
+def test_cluster_pretrains_without_a_source_and_reports_every_summary_value(clustered):
+  summary, report = _read(clustered)
+  assert set(summary) == {f'{r}/{m}' for r in ('raw', 'pca', 'contrastive')
+                          for m in ('acc', 'nmi', 'ari')}
+  _assert_report_holds_summary(summary, report)
+  assert os.path.exists(os.path.join(clustered, 'pretrain', 'checkpoints'))
+  assert '(tsne.png)' in report and os.path.exists(os.path.join(clustered, 'tsne.png'))
+
+
+def test_cluster_of_a_given_source_equals_the_run_that_pretrained_it(clustered, tmp_path,
+                                                                      data_dir):
+  workdir = str(tmp_path / 'w')
+  run_stage('cluster', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
+            '--config.n_init=2', f'--config.source={clustered}/pretrain', '--config.tsne=False',
+            check=True)
+  summary, report = _read(workdir)
+  assert summary == _read(clustered)[0]
+  assert not os.path.exists(os.path.join(workdir, 'pretrain'))
+  assert f'{clustered}/pretrain' in report
+
+
+def test_anomaly_reports_every_summary_value(clustered, tmp_path, data_dir):
+  workdir = str(tmp_path / 'w')
+  run_stage('anomaly', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
+            '--config.dataset.classes=(0, 1, 2)', '--config.kmeans_clusters=2',
+            f'--config.source={clustered}/pretrain', check=True)
+  summary, report = _read(workdir)
+  assert set(summary) == {f'{r}/{s}/mean_auroc' for r in ('raw pixels', 'contrastive features')
+                          for s in ('5-NN distance', 'Mahalanobis', 'k-means (2) distance')}
+  _assert_report_holds_summary(summary, report)
+  assert '| normal=0 | normal=1 | normal=2 | mean |' in report
+
+
+@pytest.mark.parametrize('stage', ['cluster', 'anomaly'])
+def test_a_source_without_a_checkpoint_fails_before_writing(stage, clustered, tmp_path,
+                                                            data_dir):
+  source = tmp_path / 'untrained'
+  source.mkdir()
+  shutil.copy(os.path.join(clustered, 'pretrain', 'config.json'), source)
+  proc = run_stage(stage, f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
+                   f'--config.source={source}')
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'error: {source} has no checkpoints: has that run trained yet?')
+  assert 'Traceback' not in proc.stderr
+  assert not os.path.exists(f'{tmp_path}/w')
+
+
+@pytest.mark.parametrize('stage,option', [
+    ('cluster', 'n_init=0'), ('cluster', 'max_iter=0'), ('cluster', 'pca_components=65'),
+    ('anomaly', 'knn_k=0'), ('anomaly', 'mahalanobis_shrinkage=1.5'),
+    ('anomaly', 'pretrain.steps=0')])
+def test_options_out_of_range_fail_before_writing(stage, option, tmp_path, data_dir):
+  proc = run_stage(stage, f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
+                   f'--config.pretrain.dataset.data_dir={data_dir}', f'--config.{option}')
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.startswith('error: ') and option in proc.stderr, proc.stderr[-2000:]
+  assert not os.path.exists(f'{tmp_path}/w')

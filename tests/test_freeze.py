@@ -1,16 +1,20 @@
-"""Specification of `tlu.transfer.freeze`: masks, labels, masked optimizers, frozen stats."""
+"""Specification of `tlu.transfer.freeze`: masks, labels, masked optimizers, and that one
+freezing spec also freezes BatchNorm statistics (`tlu.models.norm`, `tlu.train.task`)."""
 
 import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from tlu.transfer.freeze import (freeze_mask, frozen_subtrees, masked_optimizer,
-                                 merge_frozen_stats, param_labels, unfreeze_schedule)
+from tlu.models.norm import BatchNorm, Mode, train_mode
+from tlu.train import mesh as mesh_lib, task
+from tlu.transfer.freeze import (freeze_mask, frozen_patterns, masked_optimizer, param_labels,
+                                 unfreeze_schedule)
 from tlu.transfer.paths import flatten, match_any
 
 LR = 0.01
@@ -21,16 +25,15 @@ class _Backbone(nn.Module):
   @nn.compact
   def __call__(self, x, train):
     x = nn.Conv(4, (3, 3))(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.5)(x)
+    x = BatchNorm(momentum=0.5)(x, train)
     return nn.Dense(6)(nn.relu(x).mean(axis=(1, 2)))
 
 
 class _Net(nn.Module):
-  frozen: tuple = ()  # top-level modules run with BatchNorm running averages
 
   @nn.compact
-  def __call__(self, x, train=True):
-    x = _Backbone(name='backbone')(x, train and 'backbone' not in self.frozen)
+  def __call__(self, x, train=Mode(True)):
+    x = _Backbone(name='backbone')(x, train)
     return nn.Dense(3, name='head')(x)
 
 
@@ -59,18 +62,18 @@ def _same_bits(a, b):
 def _train(variables, tx, frozen, steps):
   """`steps` SGD-style steps of cross-entropy; returns the final variables."""
   x, y = _data()
-  net = _Net(frozen=frozen_subtrees(frozen, variables['params']))
   params, stats = variables['params'], variables['batch_stats']
   opt_state = tx.init(params)
 
   def loss_fn(p, s):
-    logits, updates = net.apply({'params': p, 'batch_stats': s}, x, mutable=['batch_stats'])
+    logits, updates = _Net().apply({'params': p, 'batch_stats': s}, x, train_mode(frozen),
+                                   mutable=['batch_stats'])
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates
 
   @jax.jit
   def step(params, stats, opt_state):
     (_, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats)
-    stats = merge_frozen_stats(stats, updates['batch_stats'], frozen)
+    stats = updates['batch_stats']
     u, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, u), stats, opt_state
 
@@ -213,33 +216,56 @@ def test_gradual_unfreezing_moves_leaves_from_their_stage_on_without_retracing()
   assert schedule(0) and not schedule(3)  # the loop above crossed both stages
 
 
-def test_merge_frozen_stats_keeps_frozen_statistics_bit_for_bit():
-  rng = np.random.default_rng(4)
-  stats = lambda: {'mean': rng.normal(size=4).astype(np.float32),
-                   'var': rng.uniform(size=4).astype(np.float32)}
-  old = {'backbone': {'BatchNorm_0': stats()}, 'projector': {'BatchNorm_0': stats()}}
-  new = {'backbone': {'BatchNorm_0': stats()}, 'projector': {'BatchNorm_0': stats()}}
-  merged = merge_frozen_stats(old, new, ('backbone/.*',))
-  for name in ('mean', 'var'):
-    assert _same_bits(merged['backbone']['BatchNorm_0'][name], old['backbone']['BatchNorm_0'][name])
-    assert _same_bits(merged['projector']['BatchNorm_0'][name], new['projector']['BatchNorm_0'][name])
-
-
-def test_merge_frozen_stats_undoes_a_train_mode_update_of_flax_batchnorm():
+def test_batchnorm_is_frozen_where_the_spec_freezes_its_scale():
+  # Only the layer whose `<path>/scale` a frozen regex matches keeps its statistics.
   variables = _init()
   x, _ = _data()
-  _, updates = _Net().apply(variables, x * 5.0, mutable=['batch_stats'])
-  kept = jax.jit(merge_frozen_stats, static_argnums=2)(
-      variables['batch_stats'], updates['batch_stats'], ('backbone/.*',))
-  for path, value in flatten(kept).items():
-    assert _same_bits(value, flatten(variables['batch_stats'])[path]), path
-    assert not np.allclose(flatten(updates['batch_stats'])[path], value), path
+  frozen = frozen_patterns((('backbone/BatchNorm_0/.*', None), ('head/.*', 0.1)))
+  _, kept = _Net().apply(variables, x, train_mode(frozen), mutable=['batch_stats'])
+  _, moved = _Net().apply(variables, x, train_mode(('backbone/Conv_0/.*',)),
+                          mutable=['batch_stats'])
+  for path, value in flatten(variables['batch_stats']).items():
+    assert _same_bits(flatten(kept['batch_stats'])[path], value), path
+    assert not np.allclose(flatten(moved['batch_stats'])[path], value), path
 
 
-def test_frozen_subtrees_names_wholly_frozen_top_level_modules():
-  params = _init()['params']
-  assert frozen_subtrees(('backbone/.*',)) == ('backbone',)
-  assert frozen_subtrees(('backbone/Conv_0/.*',)) == ()
-  assert frozen_subtrees(('backbone/Conv_0/.*',), params) == ()
-  assert frozen_subtrees(('(backbone|head)/.*',), params) == ('backbone', 'head')
-  assert frozen_subtrees(('backbone/(Conv_0|BatchNorm_0|Dense_0)/.*',), params) == ('backbone',)
+def _task_config(freeze):
+  return ml_collections.ConfigDict(dict(
+      seed=0, method=dict(name='supervised'),
+      model=dict(name='cnn', widths=(4, 8), features=16, use_bn=True), freeze=freeze,
+      optimizer=dict(name='adamw', lr=0.05, weight_decay=0.5, schedule='constant'),
+      steps=4, batch_size=8, eval_batch_size=8, augment='', evaluators={}, log_every=2,
+      checkpoint_every=4, progress=False))
+
+
+def _digits_splits():
+  rng = np.random.default_rng(5)
+  examples = [{'image': rng.integers(0, 256, (8, 8, 1), np.uint8), 'label': np.int64(i % 3)}
+              for i in range(24)]
+  return task.Splits(train=examples, num_classes=3, image_shape=(8, 8, 1))
+
+
+def _source_like(fresh):
+  """`fresh` with random BatchNorm statistics (a source's, not the init's 0 and 1)."""
+  stats = _random_like(fresh['batch_stats'], seed=6, low=0.2, high=2.0)
+  stats = jax.tree.map(np.abs, stats)   # variances must stay positive; means may be too
+  return {'params': fresh['params'], 'batch_stats': stats}
+
+
+@pytest.mark.parametrize('freeze, frozen', [((('backbone/.*', None),), True), ((), False)])
+def test_trainer_with_frozen_backbone_keeps_its_params_and_statistics_bit_for_bit(
+    tmp_path, freeze, frozen):
+  # Through the house (task config -> Trainer -> jit step); the unfrozen run is the control.
+  splits, cfg = _digits_splits(), _task_config(freeze)
+  trainer = task.Trainer(mesh_lib.make_mesh())
+  start = _as_numpy(_source_like(
+      jax.device_get(trainer.init_state(cfg, splits).variables)))
+  state, _, stopped = trainer.run(cfg, str(tmp_path), splits, init=lambda _: start)
+  assert not stopped and int(state.step) == 4
+  after = jax.device_get(state.variables)
+  for collection in ('params', 'batch_stats'):
+    for path, value in flatten(after[collection]['backbone']).items():
+      before = flatten(start[collection]['backbone'])[path]
+      assert _same_bits(value, before) if frozen else not np.allclose(value, before), \
+          f'{collection}/backbone/{path}'
+  assert not np.allclose(after['params']['head']['kernel'], start['params']['head']['kernel'])

@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from configs import digits_supervised
-from experiments import train
 from tlu.data import loader, subsets
+from tlu.train import mesh as mesh_lib, task
 
 
 def _config(data_dir):
@@ -25,7 +25,9 @@ def test_cifar10_mock_trains_and_writes_the_run_directory(tmp_path):
     batch = next(loader.train_iterator(source, 8, seed=0))
     assert batch['image'].shape == (8, 32, 32, 3) and batch['image'].dtype == np.uint8
     assert batch['label'].max() < 10
-    summary, state = train.train(_config(str(tmp_path / 'tfds')), str(tmp_path / 'run'))
+    config = _config(str(tmp_path / 'tfds'))
+    summary, state = task.fit_task(task.Trainer(mesh_lib.make_mesh()), config,
+                                   str(tmp_path / 'run'), task.task_splits(config.dataset))
   assert int(state.step) == 4 and 0.0 <= summary['test_accuracy'] <= 1.0
   assert json.load(open(tmp_path / 'run' / 'summary.json'))['steps'] == 4
   assert state.params['head']['kernel'].shape == (512, 10)

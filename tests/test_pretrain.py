@@ -8,18 +8,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import ml_collections
 from conftest import read_jsonl, run_stage
 from tlu.data.augment import make_augment
+from tlu.methods.simclr import SimCLR
 from tlu.models import build_model
 from tlu.unsupervised.contrastive import nt_xent
-from tlu.unsupervised.simclr import simclr
 
 REPRESENTATION_METRICS = ('knn_accuracy', 'linear_probe_accuracy', 'few_shot_probe_accuracy',
                           'kmeans_acc', 'kmeans_nmi', 'kmeans_ari')
 
 
+def _simclr(augment, temperature):
+  config = ml_collections.ConfigDict(dict(temperature=temperature, projector=(16, 8)))
+  model = build_model({'name': 'cnn', 'features': 32}, SimCLR.heads(config, 10))
+  return SimCLR(config, model, num_steps=1, batch_size=6, epoch_steps=1, num_examples=6,
+                augment=augment)
+
+
 def _model_and_batch(n=6):
-  model = build_model({'name': 'cnn', 'features': 32, 'projector': (16, 8)})
+  model = _simclr(None, 0.5).model
   variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   images = np.random.default_rng(0).integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
   return model, variables, {'image': images}  # no labels: SimCLR must not need them
@@ -30,8 +38,9 @@ def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
   # Noise-only views: cheap to compile, and still different for the two keys.
   augment = make_augment({'noise_prob': 1.0, 'noise_std': 0.1})
   key = jax.random.key(3)
-  loss, aux = jax.jit(simclr(model, augment, 0.3))(
-      variables['params'], {'batch_stats': variables['batch_stats'], 'step': 0}, batch, key)
+  loss, aux = jax.jit(_simclr(augment, 0.3).loss_fn)(
+      variables['params'], {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': {}},
+      batch, key)
 
   @jax.jit
   def by_hand(images):
@@ -39,8 +48,8 @@ def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
     x = images.astype(jnp.float32) / 255.0
     view1, view2 = augment(key1, x), augment(key2, x)
     out, updates = model.apply(variables, jnp.concatenate([view1, view2]), train=True,
-                               mutable=['batch_stats'])
-    z = out['projection']
+                               heads=('projector',), mutable=['batch_stats'])
+    z = out['projector']
     return nt_xent(z[:6], z[6:], 0.3), updates['batch_stats'], view1, view2
 
   (expected, expected_metrics), expected_stats, view1, view2 = by_hand(batch['image'])
@@ -52,9 +61,13 @@ def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_simclr_needs_a_projector():
-  with pytest.raises(ValueError, match='projector'):
-    simclr(build_model({'name': 'cnn', 'features': 32}), make_augment('digits'), 0.5)
+@pytest.mark.parametrize('config, message', [
+    (dict(temperature=0.0, projector=(8,)), 'temperature'),
+    (dict(temperature=0.5, projector=()), 'projector'),
+])
+def test_simclr_config_is_range_checked(config, message):
+  with pytest.raises(ValueError, match=message):
+    SimCLR.check(ml_collections.ConfigDict(config))
 
 
 def test_pretrain_stage_writes_the_workdir_contract_and_representation_metrics(tmp_path,
@@ -62,8 +75,9 @@ def test_pretrain_stage_writes_the_workdir_contract_and_representation_metrics(t
   run_stage('pretrain', f'--workdir={tmp_path}', f'--config.dataset.data_dir={data_dir}',
             '--config.steps=4', '--config.batch_size=32', '--config.log_every=1',
             '--config.eval_every=0', '--config.checkpoint_every=2', '--config.progress=False',
-            '--config.eval.few_shot_trials=1', '--config.eval.kmeans_n_init=1',
-            '--config.eval.probe_steps=20', '--config.augment.affine_prob=0',
+            '--config.evaluators.few_label_probe.trials=1', '--config.evaluators.kmeans.n_init=1',
+            '--config.evaluators.linear_probe.steps=20',
+            '--config.evaluators.few_label_probe.steps=20', '--config.augment.affine_prob=0',
             '--config.pixel_baseline=False', check=True)
   for name in ('config.json', 'metrics.jsonl', 'summary.json', 'checkpoints'):
     assert os.path.exists(tmp_path / name), name

@@ -32,9 +32,9 @@ def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
 
 SIMCLR_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
                 '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
-                '--config.model.width=8', '--config.model.projector=(32,16)',
-                '--config.eval.knn_k=5', '--config.eval.kmeans_n_init=1',
-                '--config.eval.probe_steps=5')
+                '--config.model.width=8', '--config.method.projector=(32,16)',
+                '--config.evaluators.knn.k=5', '--config.evaluators.kmeans.n_init=1',
+                '--config.evaluators.linear_probe.steps=5')
 R50_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
              '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
              '--config.model.width=8', '--config.dataset.image_size=32')
@@ -46,7 +46,7 @@ def test_cifar10_simclr_then_kmeans(tmp_path, devices):
                  devices=devices)
   assert s['steps'] == 2 and 0 <= s['knn_accuracy'] <= 1 and 0 <= s['linear_probe_accuracy'] <= 1
   c = mock_stage('cluster', 'configs/cifar10_kmeans.py', tmp_path / 'kmeans',
-                 f'--config.features={tmp_path / "simclr"}', '--config.batch_size=16',
+                 f'--config.source={tmp_path / "simclr"}', '--config.batch_size=16',
                  '--config.pca_components=8', '--config.n_init=1', '--config.tsne=False',
                  devices=devices)
   assert 0 <= c['contrastive/acc'] <= 1
@@ -56,7 +56,7 @@ def test_cifar10_simclr_knn200_variant_parses():
   sys.path.insert(0, ROOT)
   from configs import cifar10_simclr  # pylint: disable=import-outside-toplevel
   c = cifar10_simclr.get_config('knn200')
-  assert c.batch_size == 512 and c.steps == 200 * 50_000 // 512 and c.eval.knn_k == 200
+  assert c.batch_size == 512 and c.steps == 200 * 50_000 // 512 and c.evaluators.knn.k == 200
 
 
 @pytest.mark.parametrize('devices', [1, 8])

@@ -12,7 +12,7 @@ import pytest
 from conftest import read_jsonl, run_stage
 from configs import digits_transfer
 from tlu.data import subsets
-from tlu.models import build_model
+from tlu.models import build_model, heads
 from tlu.transfer.pretrained import PretrainedError, load_pretrained
 from tlu.transfer.surgery import transplant
 
@@ -36,10 +36,19 @@ def _flat(tree, prefix=''):
   return out
 
 
+def _checkpoint(run_dir):
+  """{'params/...', 'batch_stats/...': array} of the latest checkpoint of a run directory."""
+  with ocp.CheckpointManager(str(run_dir / 'checkpoints'),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    state = m.restore(m.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))['state']
+  return _flat({'params': state['params'], 'batch_stats': state['batch_stats']})
+
+
 def test_train_checkpoint_loads_into_a_model_with_another_head(source):
   variables, model_cfg, step = load_pretrained(source)
   assert step == 20 and model_cfg['name'] == 'cnn'
-  target_model = build_model({**model_cfg, 'num_classes': 3})
+  target_model = build_model(model_cfg, {'head': heads.classifier(3)})
   fresh = jax.jit(target_model.init)(jax.random.key(7), jnp.zeros((1, 8, 8, 1)))
   new, report = transplant(variables, fresh, adapters=('reinit_mismatched',))
   src, got, init = _flat(variables), _flat(new), _flat(fresh)
@@ -70,18 +79,14 @@ def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, t
     assert f'| {s} |' in (work / 'report.md').read_text()
   assert 'copied' in proc.stdout and 'params/backbone/conv0/kernel' in proc.stdout
   # The linear probe's final checkpoint: backbone params and BN statistics bit-for-bit the source's.
-  ckpt = work / 'linear_probe' / 'lpc1_seed0' / 'checkpoints'
-  with ocp.CheckpointManager(str(ckpt), options=ocp.CheckpointManagerOptions(read_only=True)) as m:
-    state = m.restore(m.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))['state']
   src = _flat(load_pretrained(source)[0])
-  probed = _flat({'params': state['params'], 'batch_stats': state['batch_stats']})
+  probed = _checkpoint(work / 'linear_probe' / 'lpc1_seed0')
   backbone = [p for p in probed if '/backbone/' in f'/{p}']
   assert len(backbone) == 12
   for path in backbone:
     np.testing.assert_array_equal(probed[path], src[path])
   # ... while the fresh head (the cell's init, seed 0) has trained.
-  model = build_model({**load_pretrained(source)[1], 'num_classes': 5})
+  model = build_model(load_pretrained(source)[1], {'head': heads.classifier(5)})
   fresh = _flat(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1))))
   assert not np.allclose(probed['params/head/kernel'], fresh['params/head/kernel'])
   rows = read_jsonl(work / 'linear_probe' / 'lpc1_seed0' / 'metrics.jsonl')
@@ -102,7 +107,7 @@ def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, t
     (('--config.head_init=means',), "head_init 'means': use one of"),
     (('--config.labels_per_class=(1, 200)',), 'has too few examples of classes {5: 145'),
     (('--config.source={src}',), 'has no checkpoints'),
-    (('--config.steps=0',), 'steps (and lp_steps for lp_ft) must be >= 1'),
+    (('--config.steps=0',), 'steps=0: must be >= 1'),
 ])
 def test_bad_transfer_input(tmp_path, data_dir, args, message):
   src = tmp_path / 'untrained_source'   # a run directory whose training never saved
@@ -127,7 +132,7 @@ def test_imprinted_probe_before_any_update_is_the_nearest_class_mean_classifier(
   ds = digits_transfer.get_config().dataset
   ds.data_dir = data_dir
   variables, model_cfg, _ = load_pretrained(source)
-  model = build_model({**model_cfg, 'num_classes': None})
+  model = build_model(model_cfg)
   features = jax.jit(lambda x: model.apply(variables, x)['features'])
   def feats_labels(src):
     images = np.stack([src[i]['image'] for i in range(len(src))]).astype(np.float32) / 255
@@ -153,3 +158,27 @@ def test_source_that_does_not_fit_fails_before_training(source, tmp_path, data_d
   assert proc.returncode == 2, proc.stderr
   assert 'backbone/fc/kernel' in proc.stderr and '(512, 512)' in proc.stderr
   assert not os.path.exists(f'{tmp_path}/w/scratch')
+
+
+def test_lp_ft_fine_tunes_the_whole_model_from_the_probed_state(source, tmp_path, data_dir):
+  # The probe phase (lp/) keeps the source backbone; the fine-tuning phase starts from the
+  # probed weights: its one step at the warmup's lr 0 leaves every parameter where the probe
+  # left it, while its BatchNorm statistics, no longer frozen, move.
+  work = tmp_path / 'lp_ft'
+  run_stage('transfer', f'--workdir={work}', f'--config.source={source}',
+            f'--config.dataset.data_dir={data_dir}', '--config.labels_per_class=(5,)',
+            '--config.seeds=(1,)', '--config.steps=1', '--config.lp_steps=3',
+            '--config.strategies=("lp_ft",)', '--config.batch_size=16', check=True)
+  src = _flat(load_pretrained(source)[0])
+  probed = _checkpoint(work / 'lp_ft' / 'lpc5_seed1' / 'lp')
+  tuned = _checkpoint(work / 'lp_ft' / 'lpc5_seed1')
+  assert sorted(probed) == sorted(tuned)
+  for path, value in probed.items():
+    if '/backbone/' in f'/{path}':
+      np.testing.assert_array_equal(value, src[path], err_msg=path)
+    if path.startswith('params/'):
+      np.testing.assert_array_equal(tuned[path], value, err_msg=path)
+    else:
+      assert not np.allclose(tuned[path], value), path
+  summary = json.load(open(work / 'lp_ft' / 'lpc5_seed1' / 'summary.json'))
+  assert summary['labelled'] == 25 and summary['steps'] == 1

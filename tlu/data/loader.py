@@ -144,3 +144,19 @@ def eval_batches(source, global_batch, *, process_index=0, process_count=1,
              for k, v in real.items()}
     batch['mask'] = np.arange(local) < len(idx)
     yield batch
+
+
+class Indexed:
+  """Random-access {'image', 'index'} view of a source: its labels are never read.
+
+  For methods that keep per-example state (SHOT's pseudo-labels, indexed by 'index').
+  """
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return {'image': self.source[int(i)]['image'], 'index': np.int64(i)}

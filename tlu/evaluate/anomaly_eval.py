@@ -2,11 +2,18 @@
 
 Why this protocol: it is the standard way (e.g. Ruff et al. 2018, Deep SVDD) to turn a
 labelled dataset into anomaly-detection tasks: one class is "normal" and is all the
-detector sees; at test time every other class is an anomaly.
+detector sees; at test time every other class is an anomaly. `scorers` are the three
+training-free detectors of `tlu.unsupervised.anomaly`; `auroc_table` scores each on
+several representations of the same rows.
 """
 
+import functools
+
+import jax
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+from tlu.unsupervised import anomaly, kmeans as kmeans_lib
 
 
 def one_class_auroc(score_fn, feats_train, labels_train, feats_test, labels_test,
@@ -42,3 +49,51 @@ def one_class_auroc_per_class(score_fn, feats_train, labels_train, feats_test,
   return {c.item(): one_class_auroc(score_fn, feats_train, labels_train, feats_test,
                                     labels_test, c)
           for c in np.unique(np.asarray(labels_test))}
+
+
+def scorers(knn_k=5, mahalanobis_shrinkage=0.1, kmeans_clusters=5, seed=0):
+  """{name: score_fn(normal_train (n, d), test (m, d)) -> (m,)}, higher = more anomalous.
+
+  The k-th nearest normal row's distance, the Mahalanobis distance to the normal rows'
+  Gaussian (shrunk towards a scaled identity) and the distance to the nearest of
+  `kmeans_clusters` k-means centroids (k-means++, 5 restarts; fewer centroids when the
+  normal class has fewer rows). ValueError for options out of range.
+  """
+  if knn_k < 1 or kmeans_clusters < 1:
+    raise ValueError(f'knn_k={knn_k} and kmeans_clusters={kmeans_clusters} must be >= 1')
+  if not 0 <= mahalanobis_shrinkage <= 1:
+    raise ValueError(f'mahalanobis_shrinkage={mahalanobis_shrinkage} must be in [0, 1]')
+
+  def kmeans_distance(train, test):
+    k = min(kmeans_clusters, len(train))
+    result = kmeans_lib.kmeans(jax.random.key(seed), train, k, n_init=5)
+    return anomaly.kmeans_distance_score(result.centroids, test)
+
+  return {
+      f'{knn_k}-NN distance': functools.partial(anomaly.knn_distance_score, k=knn_k),
+      'Mahalanobis': functools.partial(anomaly.mahalanobis_score,
+                                       shrinkage=mahalanobis_shrinkage),
+      f'k-means ({kmeans_clusters}) distance': kmeans_distance,
+  }
+
+
+def auroc_table(representations, score_fns, labels_train, labels_test):
+  """Every scorer on every representation, each test class in turn normal.
+
+  Args:
+    representations: {name: (train (N, d), test (M, d))}, rows matching the labels.
+    score_fns: {name: score_fn} (e.g. `scorers()`).
+    labels_train, labels_test: (N,) and (M,) labels.
+
+  Returns:
+    (rows, summary): rows (representation, scorer, AUROC of each class of labels_test in
+    sorted order, their mean); summary {'<representation>/<scorer>/mean_auroc': mean}.
+  """
+  rows, summary = [], {}
+  for rep, (train, test) in representations.items():
+    for score, fn in score_fns.items():
+      per_class = one_class_auroc_per_class(fn, train, labels_train, test, labels_test)
+      mean = float(np.mean(list(per_class.values())))
+      rows.append((rep, score, *[per_class[c] for c in sorted(per_class)], mean))
+      summary[f'{rep}/{score}/mean_auroc'] = mean
+  return rows, summary

@@ -68,39 +68,82 @@ def representation_metrics(train_feats, train_labels, test_feats, test_labels, n
     few_shot_probe_accuracy, few_shot_probe_accuracy_std (if labels_per_class),
     kmeans_acc, kmeans_nmi, kmeans_ari.
   """
-  train_feats = np.asarray(train_feats, np.float32)
-  test_feats = np.asarray(test_feats, np.float32)
-  train_labels = np.asarray(train_labels).reshape(-1)
-  test_labels = np.asarray(test_labels).reshape(-1)
+  train_feats, train_labels, test_feats, test_labels = _arrays(train_feats, train_labels,
+                                                             test_feats, test_labels)
+  out = {'knn_accuracy': knn_score(train_feats, train_labels, test_feats, test_labels,
+                                   num_classes, k=knn_k, weighting=knn_weighting,
+                                   temperature=knn_temperature)}
+  out['linear_probe_accuracy'] = probe_score(train_feats, train_labels, test_feats, test_labels,
+                                             num_classes, probe_input=probe_input, l2=probe_l2,
+                                             steps=probe_steps)
+  if labels_per_class:
+    out.update(few_label_scores(train_feats, train_labels, test_feats, test_labels, num_classes,
+                                labels_per_class=labels_per_class, probe_input=probe_input,
+                                l2=few_shot_l2, trials=few_shot_trials, seed=few_shot_seed,
+                                steps=probe_steps))
+  out.update(kmeans_scores(train_feats, train_labels, test_feats, test_labels,
+                           num_clusters or num_classes, n_init=kmeans_n_init, rows=kmeans_rows,
+                           seed=kmeans_seed))
+  return out
+
+
+def _arrays(train_feats, train_labels, test_feats, test_labels):
+  return (np.asarray(train_feats, np.float32), np.asarray(train_labels).reshape(-1),
+          np.asarray(test_feats, np.float32), np.asarray(test_labels).reshape(-1))
+
+
+def _probe_inputs(train_feats, test_feats, probe_input):
   if probe_input not in PROBE_INPUTS:
     raise ValueError(f'probe_input must be one of {PROBE_INPUTS}, got {probe_input!r}')
-  if kmeans_rows not in KMEANS_ROWS:
-    raise ValueError(f'kmeans_rows must be one of {KMEANS_ROWS}, got {kmeans_rows!r}')
-  standardize = probe_input == 'standardized'
-  probe_train, probe_test = ((train_feats, test_feats) if standardize else
-                             (l2_normalize(train_feats), l2_normalize(test_feats)))
-  out = {'knn_accuracy': knn.knn_accuracy(
-      train_feats, train_labels, test_feats, test_labels, knn_k, num_classes,
-      weighting=knn_weighting, temperature=knn_temperature)}
-  out['linear_probe_accuracy'] = linear_probe.linear_probe(
-      probe_train, train_labels, probe_test, test_labels, num_classes, l2=probe_l2,
-      steps=probe_steps, standardize=standardize)['accuracy']
-  if labels_per_class:
-    accs = []
-    for trial in range(few_shot_trials):
-      idx = few_labels(train_labels, labels_per_class, few_shot_seed + trial)
-      accs.append(linear_probe.linear_probe(
-          probe_train[idx], train_labels[idx], probe_test, test_labels, num_classes,
-          l2=few_shot_l2, steps=probe_steps, standardize=standardize)['accuracy'])
-    out['few_shot_probe_accuracy'] = float(np.mean(accs))
-    out['few_shot_probe_accuracy_std'] = float(np.std(accs))
-  if kmeans_rows == 'all':
+  if probe_input == 'standardized':
+    return train_feats, test_feats, True
+  return l2_normalize(train_feats), l2_normalize(test_feats), False
+
+
+def knn_score(train_feats, train_labels, test_feats, test_labels, num_classes, *, k=20,
+              weighting='temperature', temperature=0.07):
+  """kNN test accuracy (cosine neighbours; `tlu.evaluate.knn.knn_accuracy`)."""
+  return knn.knn_accuracy(train_feats, train_labels, test_feats, test_labels, k, num_classes,
+                          weighting=weighting, temperature=temperature)
+
+
+def probe_score(train_feats, train_labels, test_feats, test_labels, num_classes, *,
+                probe_input='l2', l2=1e-4, steps=500):
+  """Test accuracy of softmax regression on all training rows."""
+  x_train, x_test, standardize = _probe_inputs(train_feats, test_feats, probe_input)
+  return linear_probe.linear_probe(x_train, train_labels, x_test, test_labels, num_classes,
+                                   l2=l2, steps=steps, standardize=standardize)['accuracy']
+
+
+def few_label_scores(train_feats, train_labels, test_feats, test_labels, num_classes, *,
+                     labels_per_class=10, probe_input='l2', l2=1e-3, trials=5, seed=0, steps=500):
+  """{'few_shot_probe_accuracy', '..._std'}: the probe on `labels_per_class` seeded rows per
+  class, mean and std over `trials` subsets (seeds seed + i)."""
+  x_train, x_test, standardize = _probe_inputs(train_feats, test_feats, probe_input)
+  train_labels = np.asarray(train_labels).reshape(-1)
+  accs = []
+  for trial in range(trials):
+    idx = few_labels(train_labels, labels_per_class, seed + trial)
+    accs.append(linear_probe.linear_probe(
+        x_train[idx], train_labels[idx], x_test, test_labels, num_classes,
+        l2=l2, steps=steps, standardize=standardize)['accuracy'])
+  return {'few_shot_probe_accuracy': float(np.mean(accs)),
+          'few_shot_probe_accuracy_std': float(np.std(accs))}
+
+
+def kmeans_scores(train_feats, train_labels, test_feats, test_labels, num_clusters, *,
+                  n_init=10, rows='all', seed=0):
+  """{'kmeans_acc', 'kmeans_nmi', 'kmeans_ari'} of k-means on L2-normalised features
+  (rows: 'all' = train and test together, 'test' = the test rows)."""
+  if rows not in KMEANS_ROWS:
+    raise ValueError(f'kmeans_rows must be one of {KMEANS_ROWS}, got {rows!r}')
+  if rows == 'all':
     feats = np.concatenate([train_feats, test_feats])
-    labels = np.concatenate([train_labels, test_labels])
+    labels = np.concatenate([np.asarray(train_labels).reshape(-1),
+                             np.asarray(test_labels).reshape(-1)])
   else:
-    feats, labels = test_feats, test_labels
-  result = kmeans_lib.kmeans(jax.random.key(kmeans_seed), l2_normalize(feats),
-                             num_clusters or num_classes, n_init=kmeans_n_init)
+    feats, labels = test_feats, np.asarray(test_labels).reshape(-1)
+  result = kmeans_lib.kmeans(jax.random.key(seed), l2_normalize(feats), num_clusters,
+                             n_init=n_init)
   scores = clustering.clustering_metrics(labels, np.asarray(result.labels))
-  out.update({f'kmeans_{k}': v for k, v in scores.items()})
-  return out
+  return {f'kmeans_{k}': v for k, v in scores.items()}

@@ -3,6 +3,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu.models.norm import BatchNorm
+
 
 class SmallCNN(nn.Module):
   """Backbone: two 3x3 conv blocks with 2x2 max-pooling, then a 512-d fc feature.
@@ -17,13 +19,13 @@ class SmallCNN(nn.Module):
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train=False):
+    """x: (N, H, W, C) float; train: bool or tlu.models.norm.Mode."""
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       x = nn.Conv(width, (3, 3), use_bias=not self.use_bn, dtype=self.dtype, name=f'conv{i}')(x)
       if self.use_bn:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                         name=f'bn{i}')(x)
+        x = BatchNorm(momentum=0.9, dtype=self.dtype, name=f'bn{i}')(x, train)
       x = nn.relu(x)
       if min(x.shape[1:3]) >= 2:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))

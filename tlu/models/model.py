@@ -1,75 +1,54 @@
-"""A backbone with named task heads: the parameter tree is {'backbone', 'head', 'projector', 'domain_head'}.
+"""Model = backbone + named heads: the parameter tree is {'backbone', <head name>, ...}.
 
 Top-level names are the shared/specific split that transfer works on: surgery
-copies `backbone/...`, masks freeze it, new tasks bring a fresh `head`.
+copies `backbone/...`, masks freeze it, new tasks bring a fresh `head`. The
+heads are whatever the method declares (`tlu.models.heads.Head`); callers ask
+for the heads they use and get nothing else.
 """
-
-from typing import Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tlu.ops import l2_normalize
-
-
-class MLP(nn.Module):
-  """Dense -> ReLU ... -> Dense; `dims` are the output widths of each layer."""
-  dims: tuple
-
-  @nn.compact
-  def __call__(self, x):
-    for i, d in enumerate(self.dims):
-      x = nn.Dense(d, name=f'dense{i}')(x)
-      if i < len(self.dims) - 1:
-        x = nn.relu(x)
-    return x
+RESERVED = ('features', 'backbone')
 
 
 class Model(nn.Module):
-  """Images in [0, 1], (N, H, W, C) -> {'features', 'logits'?, 'projection'?}.
+  """Images in [0, 1], (N, H, W, C) -> {'features': (N, F), <each asked head>: its output}.
 
   Attributes:
-    backbone: a module mapping images to (N, F) features.
-    num_classes: size of the classifier `head` (None: no head).
-    projector: output widths of the contrastive `projector` MLP (None: none).
-    domain_head: output widths of the DANN `domain_head` MLP (None: none); it is
-      applied through `domain_logits` so the caller can reverse gradients first.
-    head_l2_scale: None: the head sees the features. s: it sees s * features / ||features||,
-      logistic regression on L2-normalised features, the usual probe of contrastive
-      features (NT-Xent shapes their directions, not their norms); s sets the logit scale.
+    backbone: a module mapping (images, train) to (N, F) features.
+    heads: ((name, tlu.models.heads.Head), ...), applied in this order; a head's
+      `input` (an output name or a function of the outputs) sees those computed before
+      it, so a caller asking for a head also asks for the heads it reads.
   """
   backbone: nn.Module
-  num_classes: Optional[int] = None
-  projector: Optional[tuple] = None
-  domain_head: Optional[tuple] = None
-  head_l2_scale: Optional[float] = None
+  heads: tuple = ()
 
   def setup(self):
-    if self.num_classes:
-      self.head = nn.Dense(self.num_classes)
-    if self.projector:
-      self.projector_mlp = MLP(tuple(self.projector), name='projector')
-    if self.domain_head:
-      self.domain_mlp = MLP(tuple(self.domain_head), name='domain_head')
+    for name, head in self.heads:
+      if name in RESERVED or hasattr(type(self), name):
+        raise ValueError(f'head name {name!r} is reserved')
+      setattr(self, name, head.build())
 
-  def __call__(self, images, train: bool = False, frozen: tuple = ()):
-    """`frozen` names top-level subtrees whose BatchNorm uses running averages."""
+  @property
+  def head_names(self):
+    return tuple(name for name, _ in self.heads)
+
+  def __call__(self, images, train=False, heads=()):
+    """`train`: bool or `tlu.models.norm.Mode`; `heads`: names of the heads to run (init runs all)."""
     x = (images.astype(jnp.float32) - 0.5) / 0.25
-    features = self.backbone(x, train=train and 'backbone' not in frozen)
-    out = {'features': features}
-    if self.num_classes:
-      out['logits'] = self.classify(features)
-    if self.projector:
-      out['projection'] = self.projector_mlp(features)
-    if self.domain_head and self.is_initializing():
-      out['domain_logits'] = self.domain_mlp(features)
+    out = {'features': self.backbone(x, train=train)}
+    specs = dict(self.heads)
+    for name in (self.head_names if self.is_initializing() else heads):
+      spec = specs[name]
+      if spec.input is None:
+        inputs = out['features']
+      else:
+        inputs = out[spec.input] if isinstance(spec.input, str) else spec.input(out)
+      out[name] = self.apply_head(name, inputs, train)
     return out
 
-  def classify(self, features):
-    """The head's logits for backbone features (through the L2 normalisation if any)."""
-    if self.head_l2_scale is not None:
-      features = self.head_l2_scale * l2_normalize(features)
-    return self.head(features)
-
-  def domain_logits(self, features):
-    return self.domain_mlp(features)
+  def apply_head(self, name, x, train=False):
+    """One named head on any input (e.g. reversed-gradient features): `model.apply(v, name, x,
+    method='apply_head')`."""
+    return getattr(self, name)(x, train=train)

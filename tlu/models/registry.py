@@ -1,4 +1,9 @@
-"""Models are built from config by name, so a checkpoint's config.json rebuilds its architecture."""
+"""Models are built from config by name, so a checkpoint's config.json rebuilds its architecture.
+
+The model config names the backbone and its sizes only; the heads come from the
+method that trains it (`tlu.methods`), so a run's `config.model` rebuilds the
+backbone whatever method made it.
+"""
 
 import jax.numpy as jnp
 
@@ -17,13 +22,10 @@ BACKBONES = {
 }
 
 
-def build_model(cfg):
-  """cfg: mapping with `name` in BACKBONES; optional num_classes, projector, domain_head, head_l2_scale."""
+def build_model(cfg, heads=None):
+  """cfg: mapping with `name` in BACKBONES and the backbone's sizes; heads: {name: Head} or pairs."""
   name = cfg['name']
   if name not in BACKBONES:
     raise ValueError(f'unknown model {name!r}; known: {sorted(BACKBONES)}')
-  get = cfg.get
-  tup = lambda v: tuple(v) if v else None
-  return Model(backbone=BACKBONES[name](cfg), num_classes=get('num_classes') or None,
-               projector=tup(get('projector')), domain_head=tup(get('domain_head')),
-               head_l2_scale=get('head_l2_scale') or None)
+  heads = tuple((heads or {}).items()) if isinstance(heads, dict) or heads is None else tuple(heads)
+  return Model(backbone=BACKBONES[name](cfg), heads=heads)

@@ -10,6 +10,8 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu.models.norm import BatchNorm
+
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 
 
@@ -59,8 +61,10 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+    def norm(**kwargs):  # BatchNorm bound to this call's train mode (tlu.models.norm.Mode)
+      bn = BatchNorm(momentum=0.9, epsilon=1e-5, dtype=self.dtype, **kwargs)
+      return lambda y: bn(y, train)
+
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     x = x.astype(self.dtype)
     if self.stem == 'imagenet':

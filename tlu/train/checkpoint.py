@@ -5,20 +5,94 @@ data-iterator state is saved per process by grain's own handler, so a resumed
 run continues every host's stream where it stopped.
 """
 
+import contextlib
+import gc
+import sys
+import threading
+import time
+
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
+
+
+class CheckpointError(ValueError):
+  """No checkpoint of a run directory can be restored; the message says which and why."""
+
+
+def _reason(e):
+  lines = [line for line in str(e).splitlines() if line.strip()]
+  first = (lines[0] if lines else type(e).__name__).split('. See full TensorStore')[0]
+  return first if len(first) <= 120 else first[:117] + '...'
+
+
+
+@contextlib.contextmanager
+def _quiet_failures():
+  """Mutes the tracebacks that orbax's abandoned reader tasks print after a failed restore.
+
+  The failure itself is reported by the caller; its coroutines and threads would
+  otherwise print hundreds of lines ("Exception ignored in ...") to stderr.
+  """
+  hooks = sys.unraisablehook, threading.excepthook
+  sys.unraisablehook, threading.excepthook = (lambda *_: None), (lambda *_: None)
+  failed = []
+  try:
+    yield failed
+  finally:
+    if failed:
+      gc.collect()
+      time.sleep(0.2)   # let the reader threads of a failed restore finish while muted
+      gc.collect()
+    sys.unraisablehook, threading.excepthook = hooks
 
 
 class Checkpointer:
   """The `checkpoints/` folder of a workdir: latest `keep` kept, saves every `every` steps."""
 
   def __init__(self, directory, every, keep=3):
+    self.directory, self.every, self.keep = epath.Path(directory), every, keep
+    self.manager = self._open()
+
+  def _open(self):
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, save_interval_steps=every, create=True,
+        max_to_keep=self.keep, save_interval_steps=self.every, create=True,
         cleanup_tmp_directories=True, enable_async_checkpointing=True)
-    self.manager = ocp.CheckpointManager(directory, options=options)
-    self.every = every
+    return ocp.CheckpointManager(self.directory, options=options)
+
+  def restore_intact(self, template, data_iterator=None):
+    """(state, step, damaged) from the newest checkpoint that restores completely.
+
+    damaged: [(step, reason)] of the newer checkpoints that could not be read, newest
+    first. state and step are None when there is no checkpoint or none restores.
+    Nothing is moved or deleted here (see `set_aside`).
+    """
+    damaged = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      with _quiet_failures() as failed:
+        try:
+          return self.restore(template, data_iterator, step), step, damaged
+        except Exception as e:  # orbax/tensorstore raise many types for damaged files
+          damaged.append((step, _reason(e)))
+          failed.append(step)
+    return None, None, damaged
+
+  def set_aside(self, steps, destination):
+    """Moves the checkpoints of `steps` to `destination`/<step> (kept for recovery)."""
+    self.manager.close()
+    if jax.process_index() == 0:
+      destination = epath.Path(destination)
+      destination.mkdir(parents=True, exist_ok=True)
+      for step in steps:
+        target, suffix = destination / str(step), 0
+        while target.exists():
+          suffix += 1
+          target = destination / f'{step}.{suffix}'
+        (self.directory / str(step)).rename(target)
+    multihost_utils.sync_global_devices('tlu checkpoints set aside')
+    self.manager = self._open()
 
   def latest_step(self):
     return self.manager.latest_step()

@@ -21,9 +21,9 @@ from tlu.train import mesh as mesh_lib
 class NonFiniteLoss(RuntimeError):
   """The loss became NaN/Inf; `step` is the first step (1-based count) where it did."""
 
-  def __init__(self, step):
+  def __init__(self, step, last_checkpoint=None):
     super().__init__(f'loss is not finite at step {step}')
-    self.step = step
+    self.step, self.last_checkpoint = step, last_checkpoint
 
 
 @dataclasses.dataclass
@@ -61,7 +61,8 @@ def _stop_requested(should_stop, step, every):
 
 def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None, writer=None,
         evaluate: Optional[Callable] = None, should_stop: Callable[[], bool] = lambda: False,
-        on_log: Optional[Callable] = None):
+        on_log: Optional[Callable] = None, host_update: Optional[Callable] = None,
+        host_every: int = 0):
   """Trains from `state.step` to `cfg.num_steps`; returns (state, last eval metrics, stopped).
 
   batches: an iterator of process-local numpy batches with get_state/set_state.
@@ -69,7 +70,9 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
   logged as split 'test'; a value that is itself a dict {name: value} is logged as
   its own split under its key (e.g. a diagnostic measured on the training split).
   should_stop() is polled every step (SIGTERM/preemption): the loop then saves a
-  checkpoint and returns with stopped=True.
+  checkpoint and returns with stopped=True. host_update(state) -> (state, {split:
+  metrics}) runs every `host_every` steps except the last, after the evaluation and
+  before the checkpoint of that step, so a resumed run has what it changed.
   """
   start = int(jax.device_get(state.step))
   window, window_start = [], start + 1
@@ -92,8 +95,10 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
     bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
     window, window_start, t0, steps_timed = [], step + 1, time.perf_counter(), 0
 
-  stopped = False
-  for step in range(start + 1, cfg.num_steps + 1):
+  stopped = _stop_requested(should_stop, 0, 1)
+  if stopped and checkpointer is not None:  # asked to stop before the first step of this run
+    checkpointer.save(start, state, batches, force=True)
+  for step in range(start + 1, cfg.num_steps + 1 if not stopped else start + 1):
     batch = mesh_lib.to_global(next(batches), mesh)
     state, metrics = train_step(state, batch)
     window.append(metrics)
@@ -115,6 +120,11 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
       bar.write(f'step {step}: ' + ', '.join(
           f'{k if split == "test" else f"{split}/{k}"}={v:.4f}'
           for split, metrics in splits.items() for k, v in metrics.items()))
+    if host_update is not None and host_every and step % host_every == 0 and not last:
+      state, host_metrics = host_update(state)
+      for split, metrics in host_metrics.items():
+        if writer is not None:
+          writer.write(step, split, metrics)
     if saving:
       checkpointer.save(step, state, batches, force=last or stopped)
     if stopped:

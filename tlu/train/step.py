@@ -1,10 +1,11 @@
-"""The jit-compiled train step, generic over objectives.
+"""The jit-compiled train step, generic over methods (`tlu.methods.base.Method`).
 
-An objective is a pure function
+A method supplies a pure
   loss_fn(params, model_state, batch, rng) -> (loss, aux)
-with model_state = {'batch_stats': ..., 'step': int32 scalar} and aux a dict
-holding 'batch_stats' (the updated statistics) and 'metrics' (scalars to log).
-Supervised CE, NT-Xent, DANN and SHOT are all objectives of this shape.
+with model_state = {'batch_stats', 'step': int32 scalar, 'extra': the method's state}
+and aux a dict holding 'batch_stats' (updated statistics), optionally 'extra' (new
+method state) and 'metrics' (scalars to log); and `after_update(state) -> state`,
+run inside the same jit after the optimizer (EMA targets, queues, centring).
 """
 
 import jax
@@ -14,26 +15,20 @@ import optax
 from tlu.train import mesh as mesh_lib
 
 
-def make_train_step(loss_fn, tx, mesh, keep_stats=None):
-  """Returns jit(step)(state, batch) -> (state, metrics), batch sharded, state replicated.
-
-  keep_stats: optional fn(old_batch_stats, new_batch_stats) -> batch_stats used to
-    keep frozen BatchNorm statistics bit-for-bit (see tlu.transfer.freeze).
-  """
+def make_train_step(method, tx, mesh):
+  """Returns jit(step)(state, batch) -> (state, metrics), batch sharded, state replicated."""
 
   def step(state, batch):
-    model_state = {'batch_stats': state.batch_stats, 'step': state.step}
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    model_state = {'batch_stats': state.batch_stats, 'step': state.step, 'extra': state.extra}
+    grad_fn = jax.value_and_grad(method.loss_fn, has_aux=True)
     (loss, aux), grads = grad_fn(state.params, model_state, batch, state.step_key())
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    batch_stats = aux.get('batch_stats', state.batch_stats)
-    if keep_stats is not None:
-      batch_stats = keep_stats(state.batch_stats, batch_stats)
     metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux.get('metrics', {})}
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state)
-    return new_state, metrics
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=aux.get('batch_stats', state.batch_stats),
+                              opt_state=opt_state, extra=aux.get('extra', state.extra))
+    return method.after_update(new_state), metrics
 
   replicated = mesh_lib.replicated(mesh)
   return jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
@@ -49,12 +44,13 @@ def make_eval_step(metric_fn, mesh):
                  out_shardings=mesh_lib.replicated(mesh))
 
 
-def accuracy_sums(model):
+def accuracy_sums(model, head='head'):
   """metric_fn for classifiers: {'correct', 'count', 'loss_sum'} over masked examples."""
 
   def fn(state, batch):
-    out = model.apply(state.variables, batch['image'].astype(jnp.float32) / 255.0, train=False)
-    logits = out['logits']
+    out = model.apply(state.variables, batch['image'].astype(jnp.float32) / 255.0, train=False,
+                      heads=(head,))
+    logits = out[head]
     mask = batch['mask'].astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
     correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)

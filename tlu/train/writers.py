@@ -1,10 +1,10 @@
 """Metrics to metrics.jsonl and TensorBoard (tensorboardX: no TensorFlow), from process 0 only."""
 
 import json
-import os
 
 import jax
 import numpy as np
+from etils import epath
 
 
 def _scalar(v):
@@ -21,20 +21,20 @@ class MetricWriter:
 
   def __init__(self, workdir, resume_step=0, tensorboard=True):
     self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = epath.Path(str(workdir)) / 'metrics.jsonl'
     self.tb = None
     if not self.active:
       return
     self.truncate_after(resume_step)
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-      self.tb = SummaryWriter(os.path.join(workdir, 'tb'), purge_step=resume_step + 1)
+      self.tb = SummaryWriter(str(epath.Path(str(workdir)) / 'tb'), purge_step=resume_step + 1)
 
   def write(self, step, split, metrics):
     if not self.active:
       return
     row = {'step': int(step), 'split': split, **{k: _scalar(v) for k, v in metrics.items()}}
-    with open(self.path, 'a') as f:
+    with self.path.open('a') as f:
       f.write(json.dumps(row) + '\n')
     if self.tb is not None:
       for k, v in row.items():
@@ -44,13 +44,12 @@ class MetricWriter:
 
   def truncate_after(self, step):
     """Drops rows logged after `step` (and a line half-written by a killed run)."""
-    if not os.path.exists(self.path):
+    if not self.path.exists():
       return
     rows = [json.dumps(r) + '\n' for r in _parse(self.path) if r['step'] <= step]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(rows)
-    os.replace(tmp, self.path)
+    tmp = self.path.parent / (self.path.name + '.tmp')
+    tmp.write_text(''.join(rows))
+    tmp.replace(self.path)
 
   def close(self):
     if self.tb is not None:
@@ -59,7 +58,7 @@ class MetricWriter:
 
 def _parse(path):
   rows = []
-  with open(path) as f:
+  with epath.Path(str(path)).open() as f:
     for line in f:
       try:
         rows.append(json.loads(line))
@@ -70,4 +69,4 @@ def _parse(path):
 
 def read_metrics(workdir):
   """All rows of a run's metrics.jsonl."""
-  return _parse(os.path.join(workdir, 'metrics.jsonl'))
+  return _parse(epath.Path(str(workdir)) / 'metrics.jsonl')

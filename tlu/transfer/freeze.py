@@ -6,28 +6,24 @@ each leaf gets a label from the first regex that full-matches its `/`-joined
 path, and `optax.multi_transform` routes every label to its own transform. A
 frozen leaf goes through `optax.set_to_zero()`, so nothing in the base optimizer
 (momentum, weight decay) can move it. "Frozen means frozen" (DESIGN.md) also
-covers BatchNorm running statistics: `frozen_subtrees` says which layers to run
-with their running averages, and `merge_frozen_stats` keeps the old statistics
-of every frozen layer.
-
-How a train loop uses this (fixed frozen set)::
+covers BatchNorm running statistics: the same frozen regexes, passed to the model
+as `tlu.models.norm.Mode(True, frozen_patterns(groups))`, make every BatchNorm
+layer whose `<path>/scale` they match normalise with its running averages and
+leave them as they are. One spec drives both; a task config's `freeze` is it
+(`tlu.train.task`)::
 
   groups = (('backbone/.*', None),)                  # or ('backbone/.*', 0.1)
   tx = masked_optimizer(lambda: optax.adamw(1e-3, weight_decay=1e-4), params, groups)
-  frozen = frozen_patterns(groups)                   # ('backbone/.*',)
-  model = Net(frozen=frozen_subtrees(frozen, params))  # BN with running averages there
-  ...  # in the step: apply(..., mutable=['batch_stats']), grads, tx.update
-  batch_stats = merge_frozen_stats(old_batch_stats, new_batch_stats, frozen)
+  mode = tlu.models.norm.train_mode(frozen_patterns(groups))   # model.apply(..., train=mode)
 
 Gradual unfreezing (`unfreeze_schedule`, `masked_optimizer(..., unfreeze=...)`)
 keeps one optimizer and one optimizer-state layout for the whole run: each
 label's updates pass through a 0/1 gate driven by the optimizer's own update
 count, so the frozen set of *parameters* changes inside the compiled step
-without re-jitting. The BatchNorm side (which layers run on running averages,
-which statistics to keep) is fixed when an objective is built
-(`objectives.supervised(..., frozen=...)`, `make_train_step(keep_stats=...)`);
-a run that must also release BatchNorm layers stage by stage builds the next
-stage's objective and step at the boundary (one compile per stage)::
+without re-jitting. The BatchNorm side (which layers run on running averages)
+is fixed when the method's `Mode` is built; a run that must also release
+BatchNorm layers stage by stage builds the next stage's method and step at the
+boundary (one compile per stage)::
 
   schedule = unfreeze_schedule([(1000, ('backbone/stage4.*',)), (2000, ('backbone/.*',))])
   tx = masked_optimizer(base_tx_fn, params, groups, unfreeze=schedule)
@@ -41,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tlu.transfer.paths import flatten, map_with_paths, match_any
+from tlu.transfer.paths import map_with_paths, match_any
 
 FROZEN = 'frozen'
 
@@ -210,44 +206,3 @@ def masked_optimizer(base_tx_fn, params, groups=(), unfreeze=None):
       parts.append(hold_until(step))
     transforms[name] = optax.chain(*parts) if len(parts) > 1 else parts[0]
   return optax.multi_transform(transforms, labels)
-
-
-def merge_frozen_stats(old_batch_stats, new_batch_stats, frozen_patterns):
-  """`new_batch_stats`, except the old leaves (the same arrays) where a pattern matches.
-
-  Paths are relative to the `batch_stats` collection
-  (`backbone/BatchNorm_0/mean`), the same as the parameter paths of that layer,
-  so the optimizer's frozen regexes apply unchanged. Pure; works under jit.
-  """
-  return map_with_paths(
-      lambda path, old, new: old if match_any(path, frozen_patterns) else new,
-      old_batch_stats, new_batch_stats)
-
-
-_WHOLE_SUBTREE = re.compile(r'([A-Za-z0-9_\-]+)(?:/\.\*|/\.\+|\(/\.\*\)\?)')
-
-
-def frozen_subtrees(patterns, tree=None):
-  """Top-level names (e.g. `('backbone',)`) whose every leaf the patterns freeze.
-
-  These are the modules to run with BatchNorm running averages
-  (`use_running_average=True`).
-
-  Args:
-    patterns: frozen regexes, e.g. `('backbone/.*',)`.
-    tree: optional parameter (or batch_stats) tree. Given, the answer is exact:
-      every top-level name all of whose leaves some pattern matches. Without
-      it, only patterns of the literal form `name/.*` (or `name/.+`,
-      `name(/.*)?`) are recognised.
-
-  Returns:
-    Sorted tuple of str.
-  """
-  patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-  if tree is None:
-    return tuple(sorted({m.group(1) for m in map(_WHOLE_SUBTREE.fullmatch, patterns) if m}))
-  by_name = {}
-  for path in flatten(tree):
-    by_name.setdefault(path.split('/', 1)[0], []).append(path)
-  return tuple(sorted(name for name, paths in by_name.items()
-                      if all(match_any(p, patterns) for p in paths)))

@@ -5,7 +5,8 @@ step. Whether the weights fit the target is `transplant`'s (strict) decision.
 """
 
 import json
-import os
+
+from etils import epath
 
 from tlu.train.checkpoint import restore_params
 
@@ -15,14 +16,16 @@ class PretrainedError(ValueError):
 
 
 def source_config(workdir):
-  """The resolved config (a dict) of the run in `workdir`."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isdir(workdir):
+  """The resolved config (a dict) of the run in `workdir` (local or gs://)."""
+  path = epath.Path(workdir) / 'config.json'
+  if not epath.Path(workdir).is_dir():
     raise PretrainedError(f'source workdir {workdir} does not exist')
-  if not os.path.exists(path):
+  if not path.exists():
     raise PretrainedError(f'{workdir} has no config.json: it is not a tlu run directory')
-  with open(path) as f:
-    return json.load(f)
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise PretrainedError(f'{path} is not valid JSON ({e})') from None
 
 
 def load_pretrained(workdir, step=None, config_dir=None):
@@ -35,11 +38,16 @@ def load_pretrained(workdir, step=None, config_dir=None):
   config = source_config(config_dir or workdir)
   if 'model' not in config:
     raise PretrainedError(f'the config of {workdir} names no model')
-  ckpt_dir = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if not os.path.isdir(ckpt_dir) or not os.listdir(ckpt_dir):
+  ckpt_dir = epath.Path(workdir) / 'checkpoints'
+  if not ckpt_dir.is_dir() or not any(ckpt_dir.iterdir()):
     raise PretrainedError(f'{workdir} has no checkpoints: has that run trained yet?')
   try:
-    variables, step = restore_params(ckpt_dir, step)
+    variables, step = restore_params(str(ckpt_dir.resolve()) if '://' not in str(ckpt_dir)
+                                     else str(ckpt_dir), step)
   except FileNotFoundError as e:
     raise PretrainedError(str(e)) from None
+  except Exception as e:  # orbax/tensorstore raise many types for a damaged checkpoint
+    raise PretrainedError(f'{ckpt_dir}: the checkpoint cannot be read '
+                          f'({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})'
+                          ) from None
   return variables, config['model'], step

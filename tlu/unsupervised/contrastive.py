@@ -65,3 +65,26 @@ def nt_xent(z1, z2, temperature):
                               jnp.maximum(jnp.sum(negative_mask), 1)),
   }
   return loss, jax.lax.stop_gradient(aux)
+
+
+def info_nce(q, k, temperature):
+  """MoCo v3's contrastive loss (Chen, Xie & He 2021, Algorithm 1, `ctr`).
+
+  q, k L2-normalised; logits = q k^T / tau over the global batch (N, N); the positive
+  of query n is key n:  loss = 2 tau * CE(logits, arange(N)). The 2 tau factor is the
+  paper's (it makes the gradient scale independent of tau).
+
+  Args:
+    q: (N, d) queries (online predictor outputs); k: (N, d) keys (momentum encoder
+      outputs, treated as constants by the caller); temperature: tau > 0.
+
+  Returns:
+    (loss () float32, {'contrastive_accuracy': fraction of queries whose key ranks first}).
+  """
+  q = l2_normalize(q.astype(jnp.float32))
+  k = l2_normalize(k.astype(jnp.float32))
+  logits = jnp.matmul(q, k.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  labels = jnp.arange(q.shape[0])
+  loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
+  accuracy = jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
+  return 2.0 * temperature * loss, {'contrastive_accuracy': jax.lax.stop_gradient(accuracy)}

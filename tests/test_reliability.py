@@ -1,0 +1,217 @@
+"""Bad values are refused before compute; damaged run directories never cost a good checkpoint.
+
+Every case runs the real command in a subprocess and compares the final train state
+with an uninterrupted run's, bit for bit.
+"""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import ROOT, read_jsonl, run_stage
+
+SMALL = ('--config.steps=30', '--config.batch_size=64', '--config.eval_batch_size=40',
+         '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=10',
+         '--config.keep_checkpoints=3', '--config.progress=False')
+
+
+def _args(workdir, data_dir, *extra):
+  return (f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}', *SMALL, *extra)
+
+
+def _state(workdir):
+  ckpt = os.path.join(workdir, 'checkpoints')
+  with ocp.CheckpointManager(ckpt, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    step = m.latest_step()
+    state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+  return step, [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+def _assert_same_final_state(a, b):
+  (step_a, leaves_a), (step_b, leaves_b) = _state(a), _state(b)
+  assert step_a == step_b
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+
+
+def _listing(root):
+  """{relative path: md5} of every file under root."""
+  out = {}
+  for base, _, files in os.walk(root):
+    for f in files:
+      p = os.path.join(base, f)
+      out[os.path.relpath(p, root)] = hashlib.md5(open(p, 'rb').read()).hexdigest()
+  return out
+
+
+def _one_error_line(proc, code, *needles):
+  assert proc.returncode == code, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: '), lines
+  for n in needles:
+    assert n in lines[0], lines[0]
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp('ref') / 'run'
+  run_stage('train', *_args(workdir, data_dir), check=True)
+  return workdir
+
+
+# ----------------------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.batch_size=0', 'batch_size=0: must be an integer >= 1'),
+    ('--config.batch_size=-8', 'batch_size=-8: must be an integer >= 1'),
+    ('--config.steps=0', 'steps=0: must be >= 1'),
+    ('--config.steps=-5', 'steps=-5: must be >= 1'),
+    ('--config.checkpoint_every=0', 'checkpoint_every=0: must be an integer >= 1'),
+    ('--config.optimizer.lr=nan', 'optimizer.lr=nan: must be finite'),
+    ('--config.optimizer.lr=-0.1', 'optimizer.lr=-0.1: must be a finite number > 0'),
+    ('--config.optimizer.weight_decay=-1.0', 'optimizer.weight_decay=-1.0: must be a finite'),
+    ('--config.method.label_smoothing=1.0', 'label_smoothing=1.0: must be a number in [0, 1)'),
+    ('--config.method.name=nope', "unknown method 'nope'"),
+    ('--config.evaluators.nope={}', "unknown config key"),
+])
+def test_a_bad_value_is_one_line_exit_2_and_writes_nothing(tmp_path, data_dir, flag, message):
+  before = _listing(tmp_path)
+  proc = run_stage('train', *_args(tmp_path / 'w', data_dir), flag)
+  _one_error_line(proc, 2, message)
+  assert _listing(tmp_path) == before and not (tmp_path / 'w').exists()
+
+
+def test_a_workdir_that_is_a_file_is_one_line_exit_2(tmp_path, data_dir):
+  (tmp_path / 'w').write_text('not a directory')
+  before = _listing(tmp_path)
+  proc = run_stage('train', *_args(tmp_path / 'w', data_dir))
+  _one_error_line(proc, 2, 'exists and is not a directory')
+  assert _listing(tmp_path) == before
+
+
+def test_garbage_config_json_is_one_line_naming_the_file(tmp_path, reference, data_dir):
+  run = tmp_path / 'run'
+  shutil.copytree(reference, run)
+  (run / 'config.json').write_text('{garbage')
+  before = _listing(run)
+  proc = run_stage('train', *_args(run, data_dir))
+  _one_error_line(proc, 2, str(run / 'config.json'), 'is not valid JSON')
+  assert _listing(run) == before
+
+
+# ----------------------------------------------------------------------------- damaged checkpoints
+
+
+def _truncate_a_file(step_dir):
+  data = sorted((step_dir / 'state' / 'd').iterdir())[0]
+  with open(data, 'r+b') as f:
+    f.truncate(5)
+
+
+def _garbage_metadata(step_dir):
+  (step_dir / '_CHECKPOINT_METADATA').write_text('{garbage')
+  (step_dir / 'state' / '_METADATA').write_text('{garbage')
+
+
+def _empty(step_dir):
+  shutil.rmtree(step_dir)
+  step_dir.mkdir()
+
+
+def _partly_deleted(step_dir):
+  shutil.rmtree(step_dir / 'state' / 'ocdbt.process_0')
+
+
+@pytest.mark.parametrize('damage', [_truncate_a_file, _garbage_metadata, _empty, _partly_deleted],
+                         ids=lambda f: f.__name__.strip('_'))
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(
+    tmp_path, reference, data_dir, damage):
+  run = tmp_path / 'run'
+  shutil.copytree(reference, run)
+  damaged_files = _listing(run / 'checkpoints' / '30')
+  damage(run / 'checkpoints' / '30')
+  kept = _listing(run / 'checkpoints' / '30')
+  proc = run_stage('train', *_args(run, data_dir), check=True)
+  warnings = [l for l in proc.stderr.splitlines() if l.startswith('warning:')]
+  assert len(warnings) == 1 and 'step 30' in warnings[0] and 'resuming from step 20' in warnings[0]
+  assert 'Traceback' not in proc.stderr
+  assert _listing(run / 'checkpoints_damaged' / '30') == kept   # set aside, not deleted
+  del damaged_files
+  _assert_same_final_state(reference, run)
+  steps = [r['step'] for r in read_jsonl(run / 'metrics.jsonl') if r['split'] == 'train']
+  assert steps == list(range(1, 31)), 'each step logged once after the fallback'
+
+
+def test_when_no_checkpoint_restores_it_is_one_line_and_nothing_changes(
+    tmp_path, reference, data_dir):
+  run = tmp_path / 'run'
+  shutil.copytree(reference, run)
+  for step in (10, 20, 30):
+    _partly_deleted(run / 'checkpoints' / str(step))
+  before = _listing(run)
+  proc = run_stage('train', *_args(run, data_dir))
+  _one_error_line(proc, 2, 'no checkpoint restores', 'step 30', 'step 10')
+  assert _listing(run) == before
+
+
+def test_a_truncated_last_metrics_line_is_tolerated(tmp_path, reference, data_dir):
+  run = tmp_path / 'run'
+  shutil.copytree(reference, run)
+  shutil.rmtree(run / 'checkpoints' / '30')
+  with open(run / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 31, "split": "tra')
+  run_stage('train', *_args(run, data_dir), check=True)
+  steps = [r['step'] for r in read_jsonl(run / 'metrics.jsonl') if r['split'] == 'train']
+  assert steps == list(range(1, 31))
+  _assert_same_final_state(reference, run)
+
+
+# ----------------------------------------------------------------------------- kills and signals
+
+
+def _env():
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
+          'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+
+
+def test_kill_9_during_a_checkpoint_write_then_resume_is_exact(tmp_path, reference, data_dir):
+  run = tmp_path / 'run'
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), '20',
+                         'train', *_args(run, data_dir)], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -signal.SIGKILL
+  # And a second kill in the same run, this time at the next checkpoint of the resumed run.
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), '30',
+                         'train', *_args(run, data_dir)], cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -signal.SIGKILL
+  run_stage('train', *_args(run, data_dir), check=True)
+  _assert_same_final_state(reference, run)
+
+
+@pytest.mark.parametrize('delay', [0.3, 2.0])
+def test_sigterm_from_start_up_on_saves_a_checkpoint_and_exits_143(
+    tmp_path, reference, data_dir, delay):
+  run = tmp_path / 'run'
+  proc = subprocess.Popen([sys.executable, '-m', 'experiments.train', *_args(run, data_dir)],
+                          cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  time.sleep(delay)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143, err
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert lines[-1].startswith('error: preempted at step') and 'Traceback' not in err
+  assert os.listdir(run / 'checkpoints'), 'a checkpoint was written'
+  run_stage('train', *_args(run, data_dir), check=True)
+  _assert_same_final_state(reference, run)

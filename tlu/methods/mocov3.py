@@ -1,0 +1,84 @@
+"""MoCo v3 (Chen, Xie & He 2021, "An Empirical Study of Training Self-Supervised Vision
+Transformers", Algorithm 1): a query encoder (backbone, projector, predictor) learns to
+match a momentum key encoder (EMA of backbone and projector) by a symmetrised InfoNCE
+over the global batch; the keys of the other images of the batch are the negatives.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from tlu.data.augment import two_views
+from tlu.methods.base import Method, register
+from tlu.models import heads as heads_lib
+from tlu.unsupervised.contrastive import info_nce
+from tlu.unsupervised.momentum import cosine_momentum, ema_update
+
+TARGET = ('backbone', 'projector')   # the momentum encoder: everything but the predictor
+
+
+@register
+class MoCoV3(Method):
+  """loss = ctr(q1, k2) + ctr(q2, k1), q = predictor(projector(f(x))) online, k the same
+  without predictor from the momentum encoder (no gradient), ctr = `info_nce`.
+
+  config: temperature > 0 (0.2 for ResNets in the paper); momentum in [0, 1] (the base of
+  the cosine schedule to 1: 0.99); projector / predictor: MLP widths (BatchNorm between
+  layers, as the paper's 3- and 2-layer heads). Method state (`extra['target']`): the
+  momentum encoder's params and BatchNorm statistics, updated after every step.
+  batch: {'image': (N, H, W, C) uint8}.
+  """
+  inputs = 'images'
+
+  @classmethod
+  def example_config(cls):
+    return {'temperature': 0.2, 'momentum': 0.99, 'projector': (16, 8), 'predictor': (16, 8)}
+
+  @classmethod
+  def check(cls, config):
+    if not config.temperature > 0:
+      raise ValueError(f'method.temperature={config.temperature} must be > 0')
+    if not 0 <= config.momentum <= 1:
+      raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
+    for key in ('projector', 'predictor'):
+      if not config[key] or min(config[key]) < 1:
+        raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+    if config.projector[-1] != config.predictor[-1]:
+      raise ValueError('method.predictor must end in the projector\'s output width')
+
+  @classmethod
+  def heads(cls, config, num_classes):
+    del num_classes
+    return {'projector': heads_lib.mlp(config.projector, batch_norm=True),
+            'predictor': heads_lib.mlp(config.predictor, batch_norm=True,
+                                       input_name='projector')}
+
+  def init_extra(self, variables, rng):
+    del rng
+    pick = lambda tree: {k: v for k, v in tree.items() if k in TARGET}
+    return {'target': {'params': pick(variables['params']),
+                       'batch_stats': pick(variables.get('batch_stats', {}))}}
+
+  def loss_fn(self, params, model_state, batch, rng):
+    images = batch['image'].astype(jnp.float32) / 255.0
+    views = jnp.concatenate(two_views(self.augment, rng, images))
+    out, batch_stats = self.forward(params, model_state, views, ('projector', 'predictor'))
+    target = model_state['extra']['target']
+    keys, target_updates = self.model.apply(target, views, train=True, heads=('projector',),
+                                            mutable=['batch_stats'])
+    k1, k2 = jnp.split(jax.lax.stop_gradient(keys['projector']), 2)
+    q1, q2 = jnp.split(out['predictor'], 2)
+    loss12, m12 = info_nce(q1, k2, self.config.temperature)
+    loss21, m21 = info_nce(q2, k1, self.config.temperature)
+    extra = {'target': {**target, 'batch_stats': target_updates['batch_stats']}}
+    metrics = {'contrastive_accuracy': (m12['contrastive_accuracy'] +
+                                        m21['contrastive_accuracy']) / 2}
+    return loss12 + loss21, {'batch_stats': batch_stats, 'extra': extra, 'metrics': metrics,
+                             'outputs': out}
+
+  def after_update(self, state):
+    """The momentum encoder follows the updated online encoder (momentum after this step)."""
+    m = cosine_momentum(state.step, self.num_steps, self.config.momentum)
+    target = state.extra['target']
+    online = {k: v for k, v in state.params.items() if k in TARGET}
+    return state.replace(extra={**state.extra, 'target': {
+        **target, 'params': ema_update(target['params'], online, m)}})

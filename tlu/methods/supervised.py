@@ -1,0 +1,49 @@
+"""Supervised cross-entropy on labelled images (optionally label-smoothed, Szegedy et al. 2016).
+
+Also every transfer strategy's objective: scratch, linear probe, fine-tuning and
+LP-FT differ only in the freezing spec and the initial weights (`tlu.transfer`).
+"""
+
+import jax.numpy as jnp
+import optax
+
+from tlu.methods.base import Method, register
+from tlu.models import heads as heads_lib
+
+
+@register
+class Supervised(Method):
+  """loss = CE(head(f(x)), y) with targets (1 - eps) onehot + eps / K (eps = label_smoothing).
+
+  config: label_smoothing in [0, 1); head_l2_scale >= 0 (s > 0: the head sees s * f / ||f||,
+  a cosine classifier; 0: a plain Dense head). batch: {'image': (B, H, W, C) uint8,
+  'label': (B,) int}.
+  """
+
+  @classmethod
+  def example_config(cls):
+    return {'label_smoothing': 0.1, 'head_l2_scale': 0.0}
+
+  @classmethod
+  def check(cls, config):
+    if not 0 <= config.get('label_smoothing', 0.0) < 1:
+      raise ValueError(f"method.label_smoothing={config.label_smoothing} must be in [0, 1)")
+    if config.get('head_l2_scale', 0.0) < 0:
+      raise ValueError(f"method.head_l2_scale={config.head_l2_scale} must be >= 0 (0: plain head)")
+
+  @classmethod
+  def heads(cls, config, num_classes):
+    return {'head': heads_lib.classifier(num_classes, config.get('head_l2_scale', 0.0))}
+
+  def loss_fn(self, params, model_state, batch, rng):
+    out, batch_stats = self.forward(params, model_state, self.images(batch, rng), ('head',))
+    logits = out['head']
+    smoothing = self.config.get('label_smoothing', 0.0)
+    if smoothing:
+      targets = optax.smooth_labels(jnp.eye(logits.shape[-1])[batch['label']], smoothing)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
+    else:
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
+    return loss, {'batch_stats': batch_stats, 'metrics': {'accuracy': acc},
+                  'outputs': out}

@@ -1,0 +1,229 @@
+"""One training run of any method, from its config: the house every stage trains through.
+
+A task config holds `method` (its `name` and hyperparameters), `model`,
+`optimizer`, `freeze` (big_vision's `(regex, None | lr multiplier)` pairs: None is
+frozen, in the optimizer *and* in BatchNorm), `augment`, `steps` (or `epochs`),
+`batch_size`, `seed`, `evaluators` and the logging/checkpoint intervals. `Trainer`
+builds the model with the method's heads, the masked optimizer, the train state
+with the method's state, and runs `tlu.train.session.fit`; compiled steps are
+shared by the cells of a sweep that differ only in seed.
+"""
+
+import dataclasses
+import functools
+import json
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from tlu import evaluators as evaluators_lib, methods
+from tlu.data import augment as augment_lib
+from tlu.models import build_model
+from tlu.models.norm import train_mode
+from tlu.train import optim, session
+from tlu.train.state import TrainState
+from tlu.train.step import make_train_step
+from tlu.transfer import freeze as freeze_lib
+
+
+@dataclasses.dataclass
+class Splits:
+  """The data of one run: `train` (what the method reads), `test` (labelled, for
+  evaluators), `target` (unlabelled target images of paired methods), and the task's
+  `num_classes` and model input `image_shape` (H, W, C)."""
+  train: Any
+  num_classes: int
+  image_shape: tuple
+  test: Any = None
+  target: Any = None
+  eval_train: Any = None   # labelled train split for representation evaluators (default train)
+
+
+def num_steps(cfg, num_examples):
+  """(steps, steps per epoch): cfg.steps, or cfg.epochs passes of cfg.steps_per_epoch
+  (0: one pass over `num_examples` at cfg.batch_size)."""
+  epoch = cfg.get('steps_per_epoch', 0) or max(num_examples // cfg.batch_size, 1)
+  return (cfg.steps if cfg.get('steps', 0) else cfg.epochs * epoch), epoch
+
+
+def augment_fn(spec):
+  return augment_lib.make_augment(spec) if spec else None
+
+
+def build_method(cfg, splits, model=None):
+  """(method instance, model, tx) of a task config: heads from the method, freezing from cfg."""
+  method_cls = methods.get(cfg.method.name)
+  model = model or build_model(cfg.model, method_cls.heads(cfg.method, splits.num_classes))
+  groups = tuple(tuple(g) for g in cfg.get('freeze', ()))
+  steps, epoch = num_steps(cfg, len(splits.train))
+  base = lambda: optim.base_optimizer(cfg.optimizer, steps, cfg.batch_size)
+  tx = freeze_lib.masked_optimizer(base, _abstract_params(model, splits), groups) if groups \
+      else base()
+  method = method_cls(cfg.method, model, num_steps=steps, batch_size=cfg.batch_size,
+                      epoch_steps=epoch, num_examples=len(splits.train), mode=train_mode(freeze_lib.frozen_patterns(groups)),
+                      augment=augment_fn(cfg.get('augment')))
+  return method, model, tx
+
+
+def _abstract_params(model, splits):
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jnp.zeros((1,) + tuple(splits.image_shape), jnp.float32))
+  return shapes['params']
+
+
+def _compile_key(cfg, splits):
+  """What decides the compiled step: everything but the seed, the evaluators and logging
+  (and the split's size, unless the step budget or the method depends on it)."""
+  d = json.loads(cfg.to_json_best_effort(sort_keys=True))
+  for k in ('seed', 'evaluators', 'log_every', 'eval_every', 'checkpoint_every',
+            'keep_checkpoints', 'progress', 'dataset'):
+    d.pop(k, None)
+  sized = not cfg.get('steps', 0) or methods.get(cfg.method.name).uses_num_examples
+  return (json.dumps(d, sort_keys=True), splits.num_classes, tuple(splits.image_shape),
+          len(splits.train) if sized else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_init(model):
+  return jax.jit(model.init)
+
+
+class Trainer:
+  """Runs task configs on one mesh; cells that differ only in seed share compiled programs."""
+
+  def __init__(self, mesh):
+    self.mesh = mesh
+    self._built = {}
+
+  def build(self, cfg, splits):
+    """(method, model, tx, jit init, compiled train step), cached per compile key."""
+    key = _compile_key(cfg, splits)
+    if key not in self._built:
+      method, model, tx = build_method(cfg, splits)
+      self._built[key] = (method, model, tx, _jit_init(model),
+                          make_train_step(method, tx, self.mesh))
+    return self._built[key]
+
+  def init_state(self, cfg, splits, init: Optional[Callable] = None):
+    """The fresh train state of a task; `init(variables) -> variables` loads a source into it."""
+    method, model, tx, init_fn, _ = self.build(cfg, splits)
+    variables = init_fn(jax.random.key(cfg.seed),
+                        jnp.zeros((1,) + tuple(splits.image_shape), jnp.float32))
+    if init is not None:
+      variables = init(variables)
+    extra = method.init_extra(variables, jax.random.fold_in(jax.random.key(cfg.seed), 1))
+    return TrainState.create(variables, tx, cfg.seed, extra)
+
+  def context(self, cfg, splits):
+    """The evaluators' context for this task's model."""
+    _, model, _, _, _ = self.build(cfg, splits)
+    return evaluators_lib.Context(model=model, mesh=self.mesh, test=splits.test,
+                                  train=splits.eval_train or splits.train,
+                                  num_classes=splits.num_classes,
+                                  batch_size=cfg.eval_batch_size)
+
+  def run(self, cfg, workdir, splits, *, init=None, evaluate=None, should_stop=lambda: False,
+          desc='train', on_log=None, state=None):
+    """Trains (or resumes) the task in `workdir`; returns (state, final eval metrics, stopped).
+
+    evaluate: state -> {name: value}; default: `cfg.evaluators` built on the test split.
+    """
+    method, _, _, _, train_step = self.build(cfg, splits)
+    if evaluate is None and cfg.get('evaluators'):
+      evaluate = evaluators_lib.build(cfg.evaluators, self.context(cfg, splits))
+    state = state if state is not None else self.init_state(cfg, splits, init)
+    steps, _ = num_steps(cfg, len(splits.train))
+    batches = method.batches(splits, seed=cfg.seed, process_index=jax.process_index(),
+                             process_count=jax.process_count())
+    host = None
+    if method.uses_host():
+      ctx = self.context(cfg, splits)
+      host = lambda s: method.host_update(s, ctx)
+    return session.fit(
+        workdir, state, train_step, batches, self.mesh, num_steps=steps, evaluate=evaluate,
+        log_every=cfg.log_every, eval_every=cfg.get('eval_every', 0),
+        checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.get('keep_checkpoints', 3),
+        host_update=host, host_every=method.host_every, should_stop=should_stop,
+        progress=cfg.get('progress', True), desc=desc, on_log=on_log)
+
+
+def task_splits(ds, labels=True):
+  """Splits of a dataset config (name, data_dir, train/eval split, classes, image_size, channels).
+
+  labels=False: the training split is read as images only (self-supervised methods
+  never see labels); evaluators still get the labelled train split.
+  """
+  from tlu.data import sources, subsets  # pylint: disable=import-outside-toplevel
+  info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.get('data_dir'))
+  classes = tuple(ds.get('classes', ())) or tuple(range(info.num_classes))
+  unknown = sorted(set(classes) - set(range(info.num_classes)))
+  if unknown:
+    raise ValueError(f'dataset.classes {unknown} are not labels of {ds.name}')
+  train = subsets.task_source(ds, ds.train_split)
+  del labels  # the method's `inputs` decides which keys are read
+  return Splits(train=train, test=subsets.task_source(ds, ds.eval_split),
+                num_classes=len(classes), image_shape=subsets.input_shape(ds, info))
+
+
+class Preempted(RuntimeError):
+  """Training stopped on request (SIGTERM) after saving a checkpoint; re-run to resume."""
+
+
+def config_json(cfg):
+  return json.loads(cfg.to_json_best_effort(sort_keys=True))
+
+
+def fit_task(trainer, cfg, run_dir, splits, *, init=None, evaluate=None, summary_prefix='test_',
+             should_stop=lambda: False, desc='train', claim=True):
+  """Claims `run_dir` (config.json), trains or resumes the task, writes summary.json.
+
+  Returns (summary, state). summary: the final evaluation with `summary_prefix` on its
+  names, `steps` and `wall_time_s` (this invocation). Raises Preempted when stopped.
+  """
+  import time  # pylint: disable=import-outside-toplevel
+  from tlu.train import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  t0 = time.time()
+  if claim:
+    workdir_lib.claim(run_dir, config_json(cfg))
+  last_train = {}
+  state, metrics, stopped = trainer.run(cfg, run_dir, splits, init=init, evaluate=evaluate,
+                                        should_stop=should_stop, desc=desc,
+                                        on_log=lambda step, m: last_train.update(m))
+  if stopped:
+    raise Preempted(f'preempted at step {int(jax.device_get(state.step))}; checkpoint saved, '
+                    're-run to resume')
+  summary = {f'{summary_prefix}{k}': v for k, v in metrics.items() if not isinstance(v, dict)}
+  summary.update({f'train_{k}': v for k, v in last_train.items() if k != 'steps_per_sec'})
+  summary.update(steps=int(jax.device_get(state.step)), wall_time_s=time.time() - t0)
+  if jax.process_index() == 0:
+    workdir_lib.write_json(workdir_lib.path(run_dir, 'summary.json'), summary)
+  return summary, state
+
+
+def check_task(cfg, splits=None):
+  """Every check of a task config that needs no compute; ValueError naming key and value.
+
+  splits given: the model is also traced abstractly (shapes only), so a model that
+  does not fit the data fails here.
+  """
+  n = jax.device_count()
+  for key in ('batch_size', 'eval_batch_size'):
+    if cfg.get(key) is not None and cfg[key] % n:
+      raise ValueError(f'{key}={cfg[key]} is not divisible by the {n} devices; '
+                       f'use a multiple of {n}')
+  method_cls = methods.get(cfg.method.name)
+  method_cls.check(cfg.method)
+  for name in dict(cfg.get('evaluators', {})):
+    evaluators_lib.get(name)
+  optim.base_optimizer(cfg.optimizer, max(cfg.get('steps', 0), 1), cfg.batch_size)
+  augment_fn(cfg.get('augment'))
+  for group in cfg.get('freeze', ()):
+    if len(group) != 2 or not (group[1] is None or group[1] >= 0):
+      raise ValueError(f'freeze entry {tuple(group)!r}: use (regex, None) to freeze or '
+                       '(regex, lr multiplier >= 0)')
+  if not (cfg.get('steps', 0) >= 1 or (cfg.get('steps', 0) == 0 and cfg.get('epochs', 0) >= 1)):
+    raise ValueError(f"steps={cfg.get('steps')}: must be >= 1 (or 0 with epochs >= 1)")
+  if splits is not None:
+    model = build_model(cfg.model, method_cls.heads(cfg.method, splits.num_classes))
+    _abstract_params(model, splits)
