@@ -24,7 +24,7 @@ logits) lets the penalty reuse the parent's forward pass.
 
 import jax.numpy as jnp
 
-from tlu.data import loader
+from tlu.data import augment as augment_lib, loader
 from tlu.models.norm import Mode
 
 
@@ -121,6 +121,17 @@ class Method:
     """batch[key] uint8 (N, H, W, C) -> float32 in [0, 1], augmented if the method has one."""
     images = batch[key].astype(jnp.float32) / 255.0
     return images if self.augment is None else self.augment(rng, images)
+
+  def views(self, batch, rng, key='image'):
+    """The augmented views of batch[key] (uint8 (N, H, W, C)) as a list of float arrays.
+
+    Two views of one augmentation by default; an augmentation spec with per-view
+    pipelines or local crops gives those (`tlu.data.augment.make_views`).
+    """
+    images = batch[key].astype(jnp.float32) / 255.0
+    if self.augment is None:
+      raise ValueError(f'{self.name} needs an augmentation (config.augment)')
+    return augment_lib.views(self.augment, rng, images)
 
   def forward(self, params, model_state, images, heads=()):
     """Training-mode forward pass: (outputs, updated batch_stats)."""

@@ -7,7 +7,6 @@ over the global batch; the keys of the other images of the batch are the negativ
 import jax
 import jax.numpy as jnp
 
-from tlu.data.augment import two_views
 from tlu.methods.base import Method, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import info_nce
@@ -59,8 +58,7 @@ class MoCoV3(Method):
                        'batch_stats': pick(variables.get('batch_stats', {}))}}
 
   def loss_fn(self, params, model_state, batch, rng):
-    images = batch['image'].astype(jnp.float32) / 255.0
-    views = jnp.concatenate(two_views(self.augment, rng, images))
+    views = jnp.concatenate(self.views(batch, rng)[:2])
     out, batch_stats = self.forward(params, model_state, views, ('projector', 'predictor'))
     target = model_state['extra']['target']
     keys, target_updates = self.model.apply(target, views, train=True, heads=('projector',),

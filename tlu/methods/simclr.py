@@ -10,7 +10,6 @@ never read.
 
 from jax import numpy as jnp
 
-from tlu.data.augment import two_views
 from tlu.methods.base import Method, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import nt_xent
@@ -42,10 +41,7 @@ class SimCLR(Method):
     return {'projector': heads_lib.mlp(config.projector)}
 
   def loss_fn(self, params, model_state, batch, rng):
-    if self.augment is None:
-      raise ValueError('simclr needs an augmentation (config.augment)')
-    images = batch['image'].astype(jnp.float32) / 255.0
-    view1, view2 = two_views(self.augment, rng, images)
+    view1, view2 = self.views(batch, rng)[:2]
     out, batch_stats = self.forward(params, model_state, jnp.concatenate([view1, view2]),
                                     ('projector',))
     z1, z2 = jnp.split(out['projector'], 2)

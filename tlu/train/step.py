@@ -25,6 +25,9 @@ def make_train_step(method, tx, mesh):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux.get('metrics', {})}
+    features = aux.get('outputs', {}).get('features')
+    if features is not None:   # collapse shows as a standard deviation near zero
+      metrics['feature_std'] = feature_std(features)
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=aux.get('batch_stats', state.batch_stats),
                               opt_state=opt_state, extra=aux.get('extra', state.extra))
@@ -33,6 +36,17 @@ def make_train_step(method, tx, mesh):
   replicated = mesh_lib.replicated(mesh)
   return jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharding(mesh)),
                  out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def feature_std(features):
+  """Mean over dimensions of the batch standard deviation of L2-normalised features (N, F).
+
+  About 1/sqrt(F) for features spread over the sphere; 0 when they collapse to a point
+  (the collapse statistic of SimSiam, section 4.1).
+  """
+  z = features.astype(jnp.float32)
+  z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+  return jax.lax.stop_gradient(jnp.mean(jnp.std(z, axis=0)))
 
 
 def make_eval_step(metric_fn, mesh):

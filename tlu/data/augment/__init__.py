@@ -23,12 +23,12 @@ Modules:
 - `batch`: `make_augment` (a batch of images, one key each) and `two_views`.
 """
 
-from tlu.data.augment.batch import Augment, make_augment, two_views
+from tlu.data.augment.batch import Augment, make_augment, two_views, views
 from tlu.data.augment.config import PRESETS, AugmentConfig, resolve_config
 from tlu.data.augment.geometric import random_affine, random_resized_crop
 from tlu.data.augment.photometric import color_jitter, grayscale, random_gaussian_blur
 from tlu.data.augment.pipeline import augment_image
 
-__all__ = ['Augment', 'AugmentConfig', 'PRESETS', 'augment_image', 'color_jitter',
+__all__ = ['views', 'Augment', 'AugmentConfig', 'PRESETS', 'augment_image', 'color_jitter',
            'grayscale', 'make_augment', 'random_affine', 'random_gaussian_blur',
            'random_resized_crop', 'resolve_config', 'two_views']

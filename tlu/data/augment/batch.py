@@ -46,3 +46,14 @@ def two_views(augment: Augment, key, images):
   """
   key1, key2 = jax.random.split(key)
   return augment(key1, images), augment(key2, images)
+
+
+def views(augment, key, images):
+  """The views a multi-view method trains on: a list of float arrays (N, h, w, C).
+
+  augment: an `Augment` (two views through it) or an object with its own
+  `views(key, images)` (per-view pipelines, multi-crop).
+  """
+  if hasattr(augment, 'views'):
+    return list(augment.views(key, images))
+  return list(two_views(augment, key, images))

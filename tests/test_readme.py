@@ -1,0 +1,18 @@
+"""The README's example method is the real, tested file, and its commands name real configs."""
+
+import re
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def test_the_write_your_own_method_example_is_tlu_methods_mocov3():
+  readme = Path(ROOT, 'README.md').read_text()
+  block = readme.split('This is the whole of `tlu/methods/mocov3.py`:\n\n```python\n')[1]
+  assert block.split('```')[0] == Path(ROOT, 'tlu', 'methods', 'mocov3.py').read_text()
+
+
+def test_every_config_file_the_readme_names_exists():
+  readme = Path(ROOT, 'README.md').read_text()
+  for path in set(re.findall(r'configs/\w+\.py', readme)):
+    assert Path(ROOT, path).exists(), path
