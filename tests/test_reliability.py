@@ -6,6 +6,7 @@ with an uninterrupted run's, bit for bit.
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,18 +72,45 @@ def reference(tmp_path_factory, data_dir):
 # ----------------------------------------------------------------------------- bad values
 
 
+@pytest.mark.parametrize('key, value, message', [
+    ('batch_size', 0, 'batch_size=0: must be an integer >= 1'),
+    ('batch_size', -8, 'batch_size=-8: must be an integer >= 1'),
+    ('steps', 0, 'steps=0: must be >= 1'),
+    ('steps', -5, 'steps=-5: must be >= 1'),
+    ('checkpoint_every', 0, 'checkpoint_every=0: must be an integer >= 1'),
+    ('optimizer.lr', float('nan'), 'optimizer.lr=nan: must be finite'),
+    ('optimizer.lr', -0.1, 'optimizer.lr=-0.1: must be a finite number > 0'),
+    ('optimizer.weight_decay', -1.0, 'optimizer.weight_decay=-1.0: must be a finite'),
+    ('method.label_smoothing', 1.0, 'method.label_smoothing=1.0: must be a number in [0, 1)'),
+    ('eval_every', -1, 'eval_every=-1: must be an integer >= 0'),
+])
+def test_every_range_is_checked_by_key_name(key, value, message):
+  from configs import digits_supervised  # pylint: disable=import-outside-toplevel
+  from tlu.checks import check_ranges  # pylint: disable=import-outside-toplevel
+  config = digits_supervised.get_config()
+  *parents, leaf = key.split('.')
+  block = config
+  for p in parents:
+    block = block[p]
+  block[leaf] = value
+  with pytest.raises(ValueError, match=re.escape(message)):
+    check_ranges(config)
+
+
+def test_nested_blocks_inherit_the_checks_of_the_keys_they_reuse():
+  from configs import pipeline  # pylint: disable=import-outside-toplevel
+  from tlu.checks import check_ranges  # pylint: disable=import-outside-toplevel
+  config = pipeline.get_config()
+  check_ranges(config)
+  config.adapt.dann.optimizer.momentum = 1.5
+  with pytest.raises(ValueError, match=re.escape('adapt.dann.optimizer.momentum=1.5')):
+    check_ranges(config)
+
+
 @pytest.mark.parametrize('flag, message', [
     ('--config.batch_size=0', 'batch_size=0: must be an integer >= 1'),
-    ('--config.batch_size=-8', 'batch_size=-8: must be an integer >= 1'),
-    ('--config.steps=0', 'steps=0: must be >= 1'),
-    ('--config.steps=-5', 'steps=-5: must be >= 1'),
-    ('--config.checkpoint_every=0', 'checkpoint_every=0: must be an integer >= 1'),
     ('--config.optimizer.lr=nan', 'optimizer.lr=nan: must be finite'),
-    ('--config.optimizer.lr=-0.1', 'optimizer.lr=-0.1: must be a finite number > 0'),
-    ('--config.optimizer.weight_decay=-1.0', 'optimizer.weight_decay=-1.0: must be a finite'),
-    ('--config.method.label_smoothing=1.0', 'label_smoothing=1.0: must be a number in [0, 1)'),
     ('--config.method.name=nope', "unknown method 'nope'"),
-    ('--config.evaluators.nope={}', "unknown config key"),
 ])
 def test_a_bad_value_is_one_line_exit_2_and_writes_nothing(tmp_path, data_dir, flag, message):
   before = _listing(tmp_path)
