@@ -11,12 +11,16 @@ class SmallCNN(nn.Module):
 
   Works on any input size (8x8 digits, 32x32 images); output (N, features).
   `use_bn` adds BatchNorm after each conv so frozen-statistics behaviour can be
-  exercised on a model that trains in seconds.
+  exercised on a model that trains in seconds. `pool`: what the fc layer sees,
+  'flatten' (every position of the last conv map: its size fixes the input size)
+  or 'global' (the average over positions, widths[-1] values, as ResNets do: one
+  set of weights for every input size, e.g. multi-crop's global and local crops).
   """
   widths: tuple = (64, 128)
   features: int = 512
   use_bn: bool = True
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
+  pool: str = 'flatten'
 
   @nn.compact
   def __call__(self, x, train=False):
@@ -29,5 +33,10 @@ class SmallCNN(nn.Module):
       x = nn.relu(x)
       if min(x.shape[1:3]) >= 2:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = jnp.reshape(x, (x.shape[0], -1))
+    if self.pool == 'global':
+      x = jnp.mean(x, axis=(1, 2))
+    elif self.pool == 'flatten':
+      x = jnp.reshape(x, (x.shape[0], -1))
+    else:
+      raise ValueError(f"model.pool={self.pool!r}: must be 'flatten' or 'global'")
     return nn.relu(nn.Dense(self.features, dtype=self.dtype, name='fc')(x)).astype(jnp.float32)

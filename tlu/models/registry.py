@@ -14,7 +14,8 @@ from tlu.models.resnet import ResNet
 BACKBONES = {
     'cnn': lambda c: SmallCNN(widths=tuple(c.get('widths', (64, 128))),
                               features=c.get('features', 512), use_bn=c.get('use_bn', True),
-                              dtype=jnp.dtype(c.get('dtype', 'float32'))),
+                              dtype=jnp.dtype(c.get('dtype', 'float32')),
+                              pool=c.get('pool', 'flatten')),
     'resnet18': lambda c: ResNet(18, stem=c.get('stem', 'cifar'), width=c.get('width', 64),
                                  dtype=jnp.dtype(c.get('dtype', 'float32'))),
     'resnet50': lambda c: ResNet(50, stem=c.get('stem', 'imagenet'), width=c.get('width', 64),
