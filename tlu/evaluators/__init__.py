@@ -8,24 +8,21 @@ call on a train state returns flat named floats. Every evaluator runs the model 
 inference mode (BatchNorm on its running averages).
 """
 
-import importlib
-import pkgutil
+import sys
 
+from tlu import plugins
 from tlu.evaluators.context import Context  # noqa: F401
 
 _NOT_EVALUATORS = ('context',)
 
 
 def names():
-  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
-                      if m.name not in _NOT_EVALUATORS and not m.name.startswith('_')))
+  return plugins.names(sys.modules[__name__], _NOT_EVALUATORS)
 
 
 def get(name):
   """The Evaluator class of `tlu/evaluators/<name>.py`; ValueError naming the known ones."""
-  if name not in names():
-    raise ValueError(f'unknown evaluator {name!r}; known: {", ".join(names())}')
-  return importlib.import_module(f'{__name__}.{name}').Evaluator
+  return plugins.load(sys.modules[__name__], name, 'evaluator', _NOT_EVALUATORS).Evaluator
 
 
 def build(specs, ctx):

@@ -4,9 +4,9 @@ A method is one file that defines one `tlu.methods.base.Method` subclass decorat
 with `@register`; its module name is its name. Nothing else lists the methods.
 """
 
-import importlib
-import pkgutil
+import sys
 
+from tlu import plugins
 from tlu.methods.base import Method, register  # noqa: F401
 
 _NOT_METHODS = ('base',)
@@ -14,13 +14,9 @@ _NOT_METHODS = ('base',)
 
 def names():
   """Every method file in this package, sorted."""
-  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
-                      if m.name not in _NOT_METHODS and not m.name.startswith('_')))
+  return plugins.names(sys.modules[__name__], _NOT_METHODS)
 
 
 def get(name):
   """The Method subclass called `name`; ValueError naming the known ones if there is none."""
-  if name not in names():
-    raise ValueError(f'unknown method {name!r}; known: {", ".join(names())}')
-  module = importlib.import_module(f'{__name__}.{name}')
-  return module.METHOD
+  return plugins.load(sys.modules[__name__], name, 'method', _NOT_METHODS).METHOD
