@@ -2,24 +2,39 @@
 
 The model config names the backbone and its sizes only; the heads come from the
 method that trains it (`tlu.methods`), so a run's `config.model` rebuilds the
-backbone whatever method made it.
+backbone whatever method made it. It also carries the input convention the backbone
+expects (`input_range`, `input_mean`, `input_std`: `tlu.models.model.normalize`; tlu's
+(x - 0.5) / 0.25 when absent) and, for a ViT, the `image_size` its position embeddings
+are made for, so a converted checkpoint sees its inputs as it was trained on them.
 """
 
 import jax.numpy as jnp
 
+from tlu.models import vit
 from tlu.models.cnn import SmallCNN
-from tlu.models.model import Model
+from tlu.models.model import Model, input_convention
 from tlu.models.resnet import ResNet
+
+
+def _vit(name, c):
+  """ViT of variant `name` ('S/16'); a config key of the same name overrides a size."""
+  sizes = {k: int(c.get(k, v)) for k, v in vit.variant(name).items()}
+  return vit.ViT(**sizes, image_size=int(c.get('image_size', 224)), pool=c.get('pool', 'tok'),
+                 representation_size=int(c.get('representation_size', 0)),
+                 approximate_gelu=bool(c.get('approximate_gelu', True)),
+                 dtype=jnp.dtype(c.get('dtype', 'float32')))
+
 
 BACKBONES = {
     'cnn': lambda c: SmallCNN(widths=tuple(c.get('widths', (64, 128))),
                               features=c.get('features', 512), use_bn=c.get('use_bn', True),
                               dtype=jnp.dtype(c.get('dtype', 'float32')),
                               pool=c.get('pool', 'flatten')),
-    'resnet18': lambda c: ResNet(18, stem=c.get('stem', 'cifar'), width=c.get('width', 64),
-                                 dtype=jnp.dtype(c.get('dtype', 'float32'))),
-    'resnet50': lambda c: ResNet(50, stem=c.get('stem', 'imagenet'), width=c.get('width', 64),
-                                 dtype=jnp.dtype(c.get('dtype', 'float32'))),
+    **{f'resnet{d}': (lambda c, d=d: ResNet(
+        d, stem=c.get('stem', 'cifar' if d == 18 else 'imagenet'), width=c.get('width', 64),
+        dtype=jnp.dtype(c.get('dtype', 'float32')))) for d in (18, 34, 50, 101)},
+    **{f'vit_{size.lower()}{patch}': (lambda c, v=f'{size}/{patch}': _vit(v, c))
+       for size in vit.VARIANTS for patch in (16, 32)},
 }
 
 
@@ -29,4 +44,4 @@ def build_model(cfg, heads=None):
   if name not in BACKBONES:
     raise ValueError(f'unknown model {name!r}; known: {sorted(BACKBONES)}')
   heads = tuple((heads or {}).items()) if isinstance(heads, dict) or heads is None else tuple(heads)
-  return Model(backbone=BACKBONES[name](cfg), heads=heads)
+  return Model(backbone=BACKBONES[name](cfg), heads=heads, **input_convention(cfg))

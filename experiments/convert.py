@@ -1,0 +1,40 @@
+"""Convert a torchvision / timm / big_vision checkpoint file into a tlu run directory:
+`python -m experiments.convert --config=configs/convert.py:<format> --config.arch=<name>
+--config.checkpoint=<file> --workdir=<dir>` (see configs/convert.py and docs/pretrained.md).
+
+Prints where every tlu leaf came from (the transplant report) and writes config.json
+(with the model and its input convention), checkpoints/ and convert.json: a run
+directory every stage takes as `--config.source`. A wrong arch, a truncated file or a
+missing key is one line on stderr and exit code 2, before anything is written.
+"""
+
+from experiments import common
+from tlu import convert as convert_lib
+from tlu.convert import run as run_lib
+from tlu.train.task import config_json
+
+
+def main(config, workdir):
+  if config.format not in convert_lib.FORMATS:
+    raise common.ConfigError(f'format {config.format!r}: use configs/convert.py:<format>, one '
+                             f'of {convert_lib.FORMATS}')
+  for key in ('arch', 'checkpoint'):
+    if not config[key]:
+      raise common.ConfigError(f'set --config.{key}=... (see configs/convert.py)')
+  workdir = common.resolve_workdir(workdir, 'convert')
+  overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+               for k, v in config.model.items()}
+  try:
+    converted = convert_lib.convert(config.format, config.checkpoint, config.arch, overrides)
+  except ValueError as e:   # ConvertError, FileFormatError: the message says why
+    raise common.ConfigError(f'{config.checkpoint}: {e}' if config.checkpoint not in str(e)
+                             else str(e)) from None
+  print(converted.report.table())
+  wrote = run_lib.write(workdir, config_json(config), converted)
+  print(f'{"converted into" if wrote else "already converted in"} {workdir} '
+        f'({converted.num_classes or "no"} classifier outputs); use it as '
+        f'--config.source={workdir}')
+
+
+if __name__ == '__main__':
+  common.launch(main, 'configs/convert.py')
