@@ -61,10 +61,12 @@ def headline_rows(config, workdir, curves):
           rows.append((sub, f'k-means {metric.upper()} ({name})', v, 'raw pixels',
                        s.get(f'raw/{metric}')))
     elif stage == 'adapt':
+      oracle = s.get('target_oracle/target_test_accuracy')
+      base = 'source only' + ('' if oracle is None else f' (target oracle {_pct(oracle)})')
       for k, v in s.items():
         method = k.split('/')[0]
-        if k.endswith('/target_test_accuracy') and method != 'source_only':
-          rows.append((sub, f'{method} target accuracy', v, 'source only',
+        if k.endswith('/target_test_accuracy') and method not in ('source_only', 'target_oracle'):
+          rows.append((sub, f'{method} target accuracy', v, base,
                        s.get('source_only/target_test_accuracy')))
     elif stage == 'anomaly':
       for k, v in s.items():
