@@ -27,14 +27,17 @@ def _unit(v):
 RULES = (  # (key regex, predicate, what is allowed); the first full match applies
     (r'(.*_)?batch_size|checkpoint_every|log_every|keep_checkpoints|n_init|max_iter|'
      r'knn_k|k|kmeans_clusters|pca_components|trials|lp_steps|features|width|'
-     r'grad_accum_steps|base_batch_size', _positive, 'an integer >= 1'),
+     r'grad_accum_steps|base_batch_size|num_prototypes|.*_iterations|local_crops', _positive,
+     'an integer >= 1'),
     (r'steps', _non_negative, '>= 1 (or 0 with epochs >= 1)'),
     (r'epochs|steps_per_epoch|eval_every|warmup_steps|num_clusters|image_size|channels|'
-     r'cluster_rounds|few_shot_trials', _non_negative, 'an integer >= 0 (0: off or all)'),
-    (r'lr|temperature|.*_temperature', _positive, 'a finite number > 0'),
-    (r'weight_decay|grad_clip_norm|.*_lr_mult|noise_std|head_l2_scale|beta|im_weight|'
-     r'domain_weight|gamma|.*_deg|.*_std', _non_negative, 'a finite number >= 0'),
-    (r'momentum|.*_prob|prob|.*_shrinkage|translate_frac', _unit, 'a number in [0, 1]'),
+     r'cluster_rounds|few_shot_trials|.*_steps|local_size', _non_negative,
+     'an integer >= 0 (0: off or all)'),
+    (r'lr|temperature|.*_temperature|eps|epsilon', _positive, 'a finite number > 0'),
+    (r'weight_decay|grad_clip_norm|.*_lr_mult|noise_std|head_l2_scale|beta|alpha|gamma|'
+     r'.*_weight|.*_deg|.*_std|margin|.*_scale', _non_negative, 'a finite number >= 0'),
+    (r'momentum|.*_momentum|.*_prob|prob|.*_shrinkage|translate_frac', _unit,
+     'a number in [0, 1]'),
     (r'label_smoothing', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
     (r'labels_per_class', _non_negative, 'integers >= 0 (0: every label)'),
     (r'widths|dims|projector|predictor|domain_head', _positive, 'widths >= 1'),
