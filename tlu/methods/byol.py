@@ -1,0 +1,85 @@
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised
+Learning"): an online network (backbone, projector, predictor) predicts the projection of
+the other view by a target network, an exponential moving average of the online backbone
+and projector (eq. 1, section 3.2's cosine schedule of the momentum tau). No negatives.
+
+Implemented: eq. 2, L = ||q̄ - z̄'||^2 = 2 - 2 cos(q, z') averaged over the batch, and its
+symmetrisation L + L~ (the views swapped, section 3.1); the target receives no gradient and
+follows xi <- tau xi + (1 - tau) theta after every step, tau = 1 - (1 - tau_base)
+(cos(pi k / K) + 1) / 2 (section 3.2; `tlu.unsupervised.momentum`).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from tlu.methods.base import Method, register
+from tlu.models import heads as heads_lib
+from tlu.unsupervised.momentum import cosine_momentum, ema_update
+from tlu.unsupervised.ssl_losses import normalized_mse
+
+TARGET = ('backbone', 'projector')   # the target network: everything but the predictor
+
+
+@register
+class BYOL(Method):
+  """loss = L(q1, z'2) + L(q2, z'1), q = predictor(projector(f(x))) online, z' =
+  projector(f(x)) of the target network (no gradient), L = `normalized_mse` (eq. 2).
+
+  config: momentum in [0, 1] (tau_base of the cosine schedule to 1; the paper 0.996, 0.99
+  for short runs); projector / predictor: MLP widths (Linear-BN-ReLU-Linear in the paper:
+  (4096, 256) both), the predictor ending in the projector's width. Method state
+  (`extra['target']`): the target network's params and BatchNorm statistics.
+  batch: {'image': (N, H, W, C) uint8}.
+  """
+  inputs = 'images'
+
+  @classmethod
+  def example_config(cls):
+    return {'momentum': 0.99, 'projector': (16, 8), 'predictor': (16, 8)}
+
+  @classmethod
+  def check(cls, config):
+    if not 0 <= config.momentum <= 1:
+      raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
+    for key in ('projector', 'predictor'):
+      if not config[key] or min(config[key]) < 1:
+        raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+    if config.projector[-1] != config.predictor[-1]:
+      raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
+                       f'projector\'s output width {config.projector[-1]}')
+
+  @classmethod
+  def heads(cls, config, num_classes):
+    del num_classes
+    return {'projector': heads_lib.mlp(config.projector, batch_norm=True),
+            'predictor': heads_lib.mlp(config.predictor, batch_norm=True,
+                                       input_name='projector')}
+
+  def init_extra(self, variables, rng):
+    del rng   # the paper initialises the target as a copy of the online network
+    pick = lambda tree: {k: v for k, v in tree.items() if k in TARGET}
+    return {'target': {'params': pick(variables['params']),
+                       'batch_stats': pick(variables.get('batch_stats', {}))}}
+
+  def loss_fn(self, params, model_state, batch, rng):
+    views = jnp.concatenate(self.views(batch, rng)[:2])
+    out, batch_stats = self.forward(params, model_state, views, ('projector', 'predictor'))
+    target = model_state['extra']['target']
+    target_out, target_updates = self.model.apply(target, views, train=True,
+                                                  heads=('projector',), mutable=['batch_stats'])
+    z1, z2 = jnp.split(jax.lax.stop_gradient(target_out['projector']), 2)
+    q1, q2 = jnp.split(out['predictor'], 2)
+    loss12, loss21 = normalized_mse(q1, z2), normalized_mse(q2, z1)
+    extra = {'target': {**target, 'batch_stats': target_updates['batch_stats']}}
+    # 2 - 2 cos: the mean cosine between predictions and targets, for logging.
+    metrics = {'prediction_cosine': jax.lax.stop_gradient(1.0 - (loss12 + loss21) / 4.0)}
+    return loss12 + loss21, {'batch_stats': batch_stats, 'extra': extra, 'metrics': metrics,
+                             'outputs': out}
+
+  def after_update(self, state):
+    """The target follows the updated online network (tau of the step just taken)."""
+    m = cosine_momentum(state.step, self.num_steps, self.config.momentum)
+    target = state.extra['target']
+    online = {k: v for k, v in state.params.items() if k in TARGET}
+    return state.replace(extra={**state.extra, 'target': {
+        **target, 'params': ema_update(target['params'], online, m)}})
