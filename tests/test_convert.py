@@ -20,7 +20,8 @@ import scipy.ndimage
 from tlu.convert import ConvertError, FileFormatError, convert, files
 from tlu.models import build_model, heads
 from tlu.models.model import normalize
-from tlu.models.vit import resample_posemb
+from tlu.models.vit import posemb_sincos_2d, resample_posemb
+from tlu.transfer.paths import flatten
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures')
 TINY_VIT = dict(width=16, depth=2, mlp_dim=32, num_heads=2)
@@ -136,6 +137,34 @@ def test_vit_takes_another_image_size_by_resampling_its_position_embeddings(io):
   np.testing.assert_allclose(logits(base, x), logits(big, x), atol=1e-6)   # on the fly == stored
   np.testing.assert_allclose(logits(big, io['vit_tiny_timm/input']),
                              io['vit_tiny_timm/logits'], atol=1e-5)        # native size unchanged
+
+
+def test_sincos2d_position_embeddings():
+  pe = posemb_sincos_2d(3, 5, 8)[0]   # row-major positions; quarters sin x, cos x, sin y, cos y
+  omega = 1 / 10_000 ** (np.arange(2) / 1)
+  for i, (y, x) in enumerate((y, x) for y in range(3) for x in range(5)):
+    np.testing.assert_allclose(pe[i], np.concatenate([np.sin(x * omega), np.cos(x * omega),
+                                                      np.sin(y * omega), np.cos(y * omega)]),
+                               atol=1e-6)
+
+
+def test_big_vision_plain_vit_with_mean_pooling_sincos2d_and_pre_logits(tmp_path):
+  """big_vision's ImageNet-1k baselines (vit_s16_i1k_*.npz) have no posemb and no class token:
+  a tlu model of that kind, saved with big_vision's keys, converts back to itself."""
+  cfg = {'name': 'vit_s16', **TINY_VIT, 'pool': 'gap', 'posemb': 'sincos2d',
+         'representation_size': 16, 'image_size': 32}
+  model = build_model(cfg, {'head': heads.classifier(10)})
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  keys = {('params/' + p[len('backbone/'):] if p.startswith('backbone/') else 'params/' + p): v
+          for p, v in flatten(variables['params']).items()}
+  np.savez(tmp_path / 'bv.npz', **keys)
+  converted = convert('big_vision', str(tmp_path / 'bv.npz'), 'vit_s16', TINY_VIT)
+  assert converted.model['posemb'] == 'sincos2d' and converted.model['pool'] == 'gap'
+  assert converted.model['representation_size'] == 16
+  x = np.random.default_rng(0).random((2, 48, 48, 3)).astype(np.float32)   # any size
+  want = model.apply(variables, jnp.asarray(normalize(x, (-1.0, 1.0), (0.0,), (1.0,)) * 0.25
+                                            + 0.5), heads=('head',))['head']
+  np.testing.assert_allclose(logits(converted, x), want, atol=1e-5)
 
 
 # ------------------------------------------------------------------------- failure modes

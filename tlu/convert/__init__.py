@@ -134,6 +134,7 @@ def convert(fmt, path, arch, overrides=None):
                          f'{sizes["patch_size"]}x{sizes["patch_size"]}')
     model.update({k: v for k, v in sizes.items() if k != 'patch_size'})
     model.update(image_size=info['grid'] * info['patch'], pool=info['pool'],
+                 posemb=info.get('posemb', 'learn'),
                  representation_size=info['representation_size'],
                  approximate_gelu=fmt == 'big_vision')
     model.update(overrides)

@@ -22,7 +22,9 @@ after the fixes big_vision's `vit.fix_old_checkpoints` makes -- pre-linen module
 `pos_embedding`, a position embedding that includes the class token folded into `cls`
 -- and with a `params/` or `opt/target/` prefix removed and a scanned encoder
 (`Transformer/encoderblock/...` with a leading layer axis) unstacked. MAP-head models are
-refused.
+refused. A file without `pos_embedding` (big_vision's plain ViT baselines, e.g.
+vit_s16_i1k_300ep.npz: mean pooling, sincos2d position embeddings, a pre-logits layer)
+converts to posemb='sincos2d'.
 
 Both: the position embeddings are resampled (`tlu.models.vit.resample_posemb`) when the
 converted model is asked for another `image_size` than the file's.
@@ -205,13 +207,18 @@ def big_vision_arrays(arrays):
 
 
 def big_vision_info(arrays):
-  if 'embedding/kernel' not in arrays or 'pos_embedding' not in arrays:
-    raise core.ConvertError('the file is not a big_vision ViT (no embedding/kernel and '
-                            'pos_embedding)')
+  """What the file fixes: pool, position embeddings, grid, pre-logits and head sizes. Without
+  `pos_embedding` the model used fixed sincos2d embeddings (grid: 224 / patch, a guess
+  only for the recorded image size: sincos2d fits any size)."""
+  if 'embedding/kernel' not in arrays:
+    raise core.ConvertError('the file is not a big_vision ViT (no embedding/kernel)')
   with_cls = 'cls' in arrays
-  n = int(arrays['pos_embedding'].shape[1])
-  cls_in_posemb = with_cls and _square(n - 1) and not _square(n)
-  return dict(pool='tok' if with_cls else 'gap', patch=int(arrays['embedding/kernel'].shape[0]),
+  patch = int(arrays['embedding/kernel'].shape[0])
+  learned = 'pos_embedding' in arrays
+  n = int(arrays['pos_embedding'].shape[1]) if learned else (224 // patch) ** 2
+  cls_in_posemb = learned and with_cls and _square(n - 1) and not _square(n)
+  return dict(pool='tok' if with_cls else 'gap', patch=patch,
+              posemb='learn' if learned else 'sincos2d',
               grid=_grid(n, cls_in_posemb), cls_in_posemb=cls_in_posemb,
               representation_size=int(arrays['pre_logits/kernel'].shape[-1])
               if 'pre_logits/kernel' in arrays else 0,
@@ -232,6 +239,8 @@ def big_vision_rules(arrays, target_shapes, grid):
   with_cls = info['pool'] == 'tok'
   if with_cls and not info['cls_in_posemb']:
     out.append(core.copy('params/backbone/cls', 'cls'))
+  if info['posemb'] == 'sincos2d':
+    return out
   sources = ('cls', 'pos_embedding') if with_cls and info['cls_in_posemb'] else ('pos_embedding',)
   out.append(_posemb_rule('params/backbone/cls' if len(sources) == 2 else None, sources, grid,
                           info['grid'], info['cls_in_posemb']))

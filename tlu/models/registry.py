@@ -20,6 +20,7 @@ def _vit(name, c):
   """ViT of variant `name` ('S/16'); a config key of the same name overrides a size."""
   sizes = {k: int(c.get(k, v)) for k, v in vit.variant(name).items()}
   return vit.ViT(**sizes, image_size=int(c.get('image_size', 224)), pool=c.get('pool', 'tok'),
+                 posemb=c.get('posemb', 'learn'),
                  representation_size=int(c.get('representation_size', 0)),
                  approximate_gelu=bool(c.get('approximate_gelu', True)),
                  dtype=jnp.dtype(c.get('dtype', 'float32')))

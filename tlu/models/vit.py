@@ -12,8 +12,9 @@ timm's converted weights load leaf by leaf (`tlu.convert`)::
   Transformer/encoder_norm                      final LayerNorm (eps 1e-6)
   pre_logits (rep, tanh)                        only with representation_size > 0
 
-The position embeddings are a grid for `image_size`; an input of another size gets them
-resampled (bilinear, corners aligned: what big_vision's `resample_posemb` does with
+Position embeddings are learned (posemb='learn') or fixed 2-d sine-cosine (posemb=
+'sincos2d', as big_vision's "plain ViT" ImageNet-1k baselines: no parameter). Learned ones
+are a grid for `image_size`; an input of another size gets them resampled (bilinear, corners aligned: what big_vision's `resample_posemb` does with
 scipy.ndimage.zoom(order=1)) inside the forward pass, so one checkpoint serves any image
 size. The backbone returns the class token (pool='tok') or the mean token (pool='gap')
 after the final LayerNorm: (N, H, W, C) -> (N, D) float32. GELU is the tanh approximation
@@ -28,6 +29,7 @@ import numpy as np
 # Width, depth, MLP width, heads: Table 1 of Dosovitskiy et al. and big_vision's decode_variant.
 VARIANTS = {'S': (384, 12, 1536, 6), 'B': (768, 12, 3072, 12), 'L': (1024, 24, 4096, 16)}
 POOLS = ('tok', 'gap')
+POSEMBS = ('learn', 'sincos2d')
 
 
 def variant(name):
@@ -36,6 +38,21 @@ def variant(name):
   width, depth, mlp_dim, num_heads = VARIANTS[size]
   return dict(width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads,
               patch_size=int(patch))
+
+
+def posemb_sincos_2d(h, w, width, temperature=10_000.0):
+  """(1, h*w, width) fixed position embeddings: for each of the width/4 frequencies
+  omega_k = temperature^(-k / (width/4 - 1)), sin and cos of x * omega then of y * omega
+  (row-major grid positions), as big_vision's `posemb_sincos_2d` (after MoCo v3)."""
+  if width % 4:
+    raise ValueError(f'sincos2d position embeddings need a width divisible by 4, not {width}')
+  quarter = width // 4
+  omega = 1.0 / temperature ** (np.arange(quarter) / max(quarter - 1, 1))
+  y, x = np.mgrid[:h, :w]
+  x = x.reshape(-1, 1) * omega
+  y = y.reshape(-1, 1) * omega
+  return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)[None].astype(
+      np.float32)
 
 
 def linear_interpolation_matrix(n_in, n_out):
@@ -132,7 +149,8 @@ class ViT(nn.Module):
 
   image_size: the side of the square image the position-embedding grid is made for
   (image_size // patch_size tokens per side). pool: 'tok' (class token) | 'gap' (mean
-  of the tokens). representation_size > 0: a Dense + tanh `pre_logits` layer on top.
+  of the tokens). posemb: 'learn' | 'sincos2d'. representation_size > 0: a Dense + tanh
+  `pre_logits` layer on top.
   """
   width: int = 768
   depth: int = 12
@@ -141,6 +159,7 @@ class ViT(nn.Module):
   patch_size: int = 16
   image_size: int = 224
   pool: str = 'tok'
+  posemb: str = 'learn'
   representation_size: int = 0
   approximate_gelu: bool = True
   dtype: jnp.dtype = jnp.float32
@@ -151,15 +170,20 @@ class ViT(nn.Module):
     del train   # no dropout, no BatchNorm
     if self.pool not in POOLS:
       raise ValueError(f'unknown pool {self.pool!r}; use one of {POOLS}')
+    if self.posemb not in POSEMBS:
+      raise ValueError(f'unknown posemb {self.posemb!r}; use one of {POSEMBS}')
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding='VALID', dtype=self.dtype,
                 name='embedding')(x.astype(self.dtype))
     n, h, w, c = x.shape
     x = x.reshape(n, h * w, c)
-    grid = max(self.image_size // p, 1)
-    posemb = self.param('pos_embedding', nn.initializers.normal(stddev=1 / np.sqrt(c)),
-                        (1, grid * grid, c), jnp.float32)
-    x = x + resample_posemb(posemb, (h, w)).astype(x.dtype)
+    if self.posemb == 'sincos2d':
+      x = x + jnp.asarray(posemb_sincos_2d(h, w, c), x.dtype)
+    else:
+      grid = max(self.image_size // p, 1)
+      posemb = self.param('pos_embedding', nn.initializers.normal(stddev=1 / np.sqrt(c)),
+                          (1, grid * grid, c), jnp.float32)
+      x = x + resample_posemb(posemb, (h, w)).astype(x.dtype)
     if self.pool == 'tok':
       cls = self.param('cls', nn.initializers.zeros, (1, 1, c), jnp.float32)
       x = jnp.concatenate([jnp.tile(cls.astype(x.dtype), (n, 1, 1)), x], axis=1)
