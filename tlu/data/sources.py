@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tlu.data import digits  # noqa: F401  (registers the embedded builders)
+from tlu.data import digits, mnist  # noqa: F401  (register the embedded builders)
 
-EMBEDDED = ('tlu_digits', 'tlu_digits_m')
+EMBEDDED = ('tlu_digits', 'tlu_digits_m', 'tlu_mnist', 'tlu_mnist_m')
 
 
 class DatasetError(ValueError):
