@@ -27,7 +27,8 @@ def _unit(v):
 RULES = (  # (key regex, predicate, what is allowed); the first full match applies
     (r'(.*_)?batch_size|checkpoint_every|log_every|keep_checkpoints|n_init|max_iter|'
      r'knn_k|k|kmeans_clusters|pca_components|trials|lp_steps|features|width|'
-     r'grad_accum_steps|base_batch_size|num_prototypes|.*_iterations|local_crops', _positive,
+     r'grad_accum_steps|base_batch_size|num_prototypes|.*_iterations|local_crops|kernel_size',
+     _positive,
      'an integer >= 1'),
     (r'steps', _non_negative, '>= 1 (or 0 with epochs >= 1)'),
     (r'epochs|steps_per_epoch|eval_every|warmup_steps|num_clusters|image_size|channels|'
@@ -40,7 +41,7 @@ RULES = (  # (key regex, predicate, what is allowed); the first full match appli
      'a number in [0, 1]'),
     (r'label_smoothing', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
     (r'labels_per_class', _non_negative, 'integers >= 0 (0: every label)'),
-    (r'widths|dims|projector|predictor|domain_head', _positive, 'widths >= 1'),
+    (r'widths|dims|projector|predictor|domain_head|hidden', _positive, 'widths >= 1'),
 )
 
 

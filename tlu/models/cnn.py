@@ -15,19 +15,26 @@ class SmallCNN(nn.Module):
   'flatten' (every position of the last conv map: its size fixes the input size)
   or 'global' (the average over positions, widths[-1] values, as ResNets do: one
   set of weights for every input size, e.g. multi-crop's global and local crops).
+  `kernel_size` and `padding` set the convolutions ('SAME' or 'VALID'); `hidden` adds
+  fc layers (with ReLU) before the `features` layer. The DANN paper's MNIST network is
+  widths (32, 48), kernel 5, 'VALID', hidden (100,), features 100, no BatchNorm.
   """
   widths: tuple = (64, 128)
   features: int = 512
   use_bn: bool = True
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
   pool: str = 'flatten'
+  kernel_size: int = 3
+  padding: str = 'SAME'
+  hidden: tuple = ()
 
   @nn.compact
   def __call__(self, x, train=False):
     """x: (N, H, W, C) float; train: bool or tlu.models.norm.Mode."""
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=not self.use_bn, dtype=self.dtype, name=f'conv{i}')(x)
+      x = nn.Conv(width, (self.kernel_size,) * 2, padding=self.padding,
+                  use_bias=not self.use_bn, dtype=self.dtype, name=f'conv{i}')(x)
       if self.use_bn:
         x = BatchNorm(momentum=0.9, dtype=self.dtype, name=f'bn{i}')(x, train)
       x = nn.relu(x)
@@ -39,4 +46,6 @@ class SmallCNN(nn.Module):
       x = jnp.reshape(x, (x.shape[0], -1))
     else:
       raise ValueError(f"model.pool={self.pool!r}: must be 'flatten' or 'global'")
+    for i, width in enumerate(self.hidden):
+      x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f'fc_hidden{i}')(x))
     return nn.relu(nn.Dense(self.features, dtype=self.dtype, name='fc')(x)).astype(jnp.float32)

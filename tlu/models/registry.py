@@ -30,7 +30,9 @@ BACKBONES = {
     'cnn': lambda c: SmallCNN(widths=tuple(c.get('widths', (64, 128))),
                               features=c.get('features', 512), use_bn=c.get('use_bn', True),
                               dtype=jnp.dtype(c.get('dtype', 'float32')),
-                              pool=c.get('pool', 'flatten')),
+                              pool=c.get('pool', 'flatten'), kernel_size=c.get('kernel_size', 3),
+                              padding=c.get('padding', 'SAME'),
+                              hidden=tuple(c.get('hidden', ()))),
     **{f'resnet{d}': (lambda c, d=d: ResNet(
         d, stem=c.get('stem', 'cifar' if d == 18 else 'imagenet'), width=c.get('width', 64),
         dtype=jnp.dtype(c.get('dtype', 'float32')))) for d in (18, 34, 50, 101)},

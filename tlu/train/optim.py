@@ -31,11 +31,14 @@ def schedule(cfg, total_steps, batch_size=None):
     main = optax.constant_schedule(lr)
   elif name == 'cosine':
     main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+  elif name == 'dann':   # Ganin & Lempitsky 2015: mu_p = mu_0 / (1 + 10 p)^0.75, p in [0, 1]
+    steps = max(total_steps - warmup, 1)
+    main = lambda count: lr / (1.0 + 10.0 * count / steps) ** 0.75
   elif name == 'step':
     main = optax.piecewise_constant_schedule(
         lr, {int(total_steps * f) - warmup: 0.1 for f in (0.5, 0.75)})
   else:
-    raise ValueError(f'unknown schedule {name!r}; use constant, cosine or step')
+    raise ValueError(f'unknown schedule {name!r}; use constant, cosine, dann or step')
   if warmup:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
   return main
