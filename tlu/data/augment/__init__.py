@@ -18,17 +18,22 @@ image itself.
 Modules:
 - `config`: `AugmentConfig`, the named `PRESETS`, `resolve_config`.
 - `geometric`: per-image random resized crop and random affine warp.
-- `photometric`: per-image colour jitter, grayscale and Gaussian blur.
+- `photometric`: per-image colour jitter, grayscale, Gaussian blur and solarization.
 - `pipeline`: `augment_image`, the ops of a config applied to one image in order.
-- `batch`: `make_augment` (a batch of images, one key each) and `two_views`.
+- `batch`: `make_augment` (a batch of images, one key each), `two_views`, and
+  `MultiView` (per-view pipelines and multi-crop's local crops, from a spec
+  `{'views': [spec, ...], 'local': spec, 'local_crops': N, 'local_size': s}`).
 """
 
-from tlu.data.augment.batch import Augment, make_augment, two_views, views
+from tlu.data.augment.batch import (Augment, MultiView, is_multi_view, make_augment,
+                                    num_global_views, two_views, views)
 from tlu.data.augment.config import PRESETS, AugmentConfig, resolve_config
-from tlu.data.augment.geometric import random_affine, random_resized_crop
-from tlu.data.augment.photometric import color_jitter, grayscale, random_gaussian_blur
+from tlu.data.augment.geometric import random_affine, random_resized_crop, resized_crop
+from tlu.data.augment.photometric import (color_jitter, grayscale, random_gaussian_blur,
+                                          solarize)
 from tlu.data.augment.pipeline import augment_image
 
-__all__ = ['views', 'Augment', 'AugmentConfig', 'PRESETS', 'augment_image', 'color_jitter',
-           'grayscale', 'make_augment', 'random_affine', 'random_gaussian_blur',
-           'random_resized_crop', 'resolve_config', 'two_views']
+__all__ = ['views', 'Augment', 'AugmentConfig', 'MultiView', 'PRESETS', 'augment_image',
+           'color_jitter', 'grayscale', 'is_multi_view', 'make_augment', 'num_global_views',
+           'random_affine', 'random_gaussian_blur', 'random_resized_crop', 'resized_crop',
+           'resolve_config', 'solarize', 'two_views']

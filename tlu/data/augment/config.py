@@ -6,7 +6,8 @@ from typing import Mapping, Optional, Tuple
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-  """What to apply, in this order: crop, flip, affine, jitter, gray, blur, noise, invert.
+  """What to apply, in this order: crop, flip, affine, jitter, gray, blur, solarize, noise,
+  invert.
 
   The default applies nothing. A probability of 0 (or a `None` crop scale)
   removes the op from the compiled function.
@@ -29,6 +30,9 @@ class AugmentConfig:
     blur_prob: probability of Gaussian blur.
     blur_sigma: (min, max) of the blur sigma in pixels.
     blur_kernel_frac: kernel side as a fraction of the image side (SimCLR: 10%).
+    solarize_prob: probability of solarization (BYOL, Grill et al. 2020, Table 6):
+      pixels >= solarize_threshold become 1 - x, the others stay.
+    solarize_threshold: that threshold (0.5 on [0, 1], as BYOL's 128 on [0, 255]).
     noise_prob: probability of additive Gaussian noise.
     noise_std: standard deviation of that noise.
     invert_prob: probability, per channel, of inverting it (x -> 1 - x): a
@@ -53,6 +57,8 @@ class AugmentConfig:
   blur_prob: float = 0.0
   blur_sigma: Tuple[float, float] = (0.1, 2.0)
   blur_kernel_frac: float = 0.1
+  solarize_prob: float = 0.0
+  solarize_threshold: float = 0.5
   noise_prob: float = 0.0
   noise_std: float = 0.0
   invert_prob: float = 0.0
@@ -71,6 +77,32 @@ PRESETS = {
         grayscale_prob=0.2, blur_prob=0.5),
     # Supervised ImageNet training ("Inception crop" + flip, He et al. 2016).
     'supervised_imagenet': AugmentConfig(crop_scale=(0.08, 1.0), flip_prob=0.5),
+    # BYOL's asymmetric pair (Grill et al. 2020, Table 6): blur always in the first view,
+    # rarely in the second, which alone is solarized; for {'views': [...]} specs.
+    'byol_view1': AugmentConfig(
+        crop_scale=(0.08, 1.0), flip_prob=0.5,
+        jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+        grayscale_prob=0.2, blur_prob=1.0),
+    'byol_view2': AugmentConfig(
+        crop_scale=(0.08, 1.0), flip_prob=0.5,
+        jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+        grayscale_prob=0.2, blur_prob=0.1, solarize_prob=0.2),
+    # DINO's multi-crop (Caron et al. 2021, reference code): BYOL's two views as global
+    # crops of 40-100% of the image, local crops of 5-40% with blur p=0.5, e.g.
+    # {'views': ['dino_global1', 'dino_global2'], 'local': 'dino_local',
+    #  'local_crops': 6, 'local_size': 96} for 224x224 inputs.
+    'dino_global1': AugmentConfig(
+        crop_scale=(0.4, 1.0), flip_prob=0.5,
+        jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+        grayscale_prob=0.2, blur_prob=1.0),
+    'dino_global2': AugmentConfig(
+        crop_scale=(0.4, 1.0), flip_prob=0.5,
+        jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+        grayscale_prob=0.2, blur_prob=0.1, solarize_prob=0.2),
+    'dino_local': AugmentConfig(
+        crop_scale=(0.05, 0.4), flip_prob=0.5,
+        jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+        grayscale_prob=0.2, blur_prob=0.5),
     # 8x8 grayscale digits: digits are not mirror-invariant (no flip) and have
     # no colour; mild crops, small warps and pixel noise.
     'digits': AugmentConfig(

@@ -7,14 +7,15 @@ import jax
 import jax.numpy as jnp
 
 
-def random_resized_crop(key, image, scale, ratio, num_attempts=10):
-  """Inception-style crop of (H, W, C) resampled back to (H, W, C).
+def random_resized_crop(key, image, scale, ratio, num_attempts=10, size=None):
+  """Inception-style crop of (H, W, C) resampled to `size` (h, w) (default: back to (H, W)).
 
   Follows torchvision's `RandomResizedCrop` (Szegedy et al., 2015): up to
   `num_attempts` boxes with area fraction ~ U(scale) and log aspect ratio
   ~ U(log ratio) are drawn, the first that fits is used; if none fits, the
   central crop with the aspect ratio clamped to `ratio`. Boxes have real-valued
-  corners (no rounding to pixels); resampling is bilinear.
+  corners (no rounding to pixels); resampling is `resized_crop`'s. A smaller `size`
+  gives multi-crop's local views (Caron et al. 2020) in one resampling.
   """
   height, width = image.shape[0], image.shape[1]
   k_area, k_ratio, k_y, k_x = jax.random.split(key, 4)
@@ -44,12 +45,22 @@ def random_resized_crop(key, image, scale, ratio, num_attempts=10):
   left = jnp.where(found, jax.random.uniform(k_x) * (width - crop_w),
                    (width - crop_w) / 2)
 
+  return resized_crop(image, (top, left, crop_h, crop_w), size or (height, width))
+
+
+def resized_crop(image, box, size):
+  """The box (top, left, height, width) of (H, W, C), in pixels, resampled to `size` (h, w).
+
+  Real-valued box corners; bilinear, antialiased when shrinking (a triangle filter
+  stretched by the shrink factor, `jax.image.scale_and_translate`). Returns (h, w, C).
+  """
+  top, left, crop_h, crop_w = box
   # scale_and_translate maps input coordinate u to u * scale + translation
-  # (pixel edges at integers), so the box [top, top + crop_h) lands on [0, H).
-  scale = jnp.stack([height / crop_h, width / crop_w])
+  # (pixel edges at integers), so the box [top, top + crop_h) lands on [0, h).
+  scale = jnp.stack([size[0] / crop_h, size[1] / crop_w]).astype(jnp.float32)
   translation = -jnp.stack([top, left]) * scale
   return jax.image.scale_and_translate(
-      image, image.shape, spatial_dims=(0, 1), scale=scale,
+      image, (size[0], size[1], image.shape[2]), spatial_dims=(0, 1), scale=scale,
       translation=translation, method='linear', antialias=True)
 
 

@@ -1,4 +1,4 @@
-"""Photometric ops on one (H, W, C) image in [0, 1]: colour jitter, grayscale, blur."""
+"""Photometric ops on one (H, W, C) image in [0, 1]: colour jitter, grayscale, blur, solarize."""
 
 import dm_pix
 import jax
@@ -68,3 +68,9 @@ def random_gaussian_blur(key, image, sigma_range, kernel_size):
   weight = dm_pix.gaussian_blur(jnp.ones_like(image[..., :1]), sigma,
                                 kernel_size)
   return blurred / weight
+
+
+def solarize(image, threshold=0.5):
+  """Pixels >= threshold inverted (x -> 1 - x), the others kept (PIL's `ImageOps.solarize`,
+  BYOL's solarization at 128 of 255). Any shape, values in [0, 1]."""
+  return jnp.where(image >= threshold, 1.0 - image, image)

@@ -5,21 +5,33 @@ import jax
 import jax.numpy as jnp
 
 from tlu.data.augment.config import AugmentConfig
-from tlu.data.augment.geometric import random_affine, random_resized_crop
-from tlu.data.augment.photometric import color_jitter, grayscale, random_gaussian_blur
+from tlu.data.augment.geometric import random_affine, random_resized_crop, resized_crop
+from tlu.data.augment.photometric import (color_jitter, grayscale, random_gaussian_blur,
+                                          solarize)
 
 # Fixed key slots, so switching one op on or off leaves the others' draws as
 # they were.
 _CROP, _FLIP, _AFFINE, _JITTER, _GRAY, _BLUR, _NOISE, _INVERT = range(8)
 _NUM_SLOTS = 8
+# Ops added later fold their slot into the key instead, so the draws of the eight
+# above (and every earlier run's views) stay what they were.
+_SOLARIZE = 8
 
 
-def augment_image(config: AugmentConfig, key, image):
-  """One float32 image (H, W, C) in [0, 1] -> augmented (H, W, C) in [0, 1]; see `AugmentConfig`."""
+def augment_image(config: AugmentConfig, key, image, size=None):
+  """One float32 image (H, W, C) in [0, 1] -> augmented (h, w, C) in [0, 1]; see `AugmentConfig`.
+
+  size: output (h, w), default (H, W). A different size resamples the crop to it (or,
+  without a crop, the whole image) before the other ops, which then see (h, w).
+  """
   slots = jax.random.split(key, _NUM_SLOTS)
+  height, width = image.shape[0], image.shape[1]
+  size = (height, width) if size is None else (int(size[0]), int(size[1]))
   if config.crop_scale is not None:
     image = random_resized_crop(slots[_CROP], image, config.crop_scale,
-                                config.crop_ratio)
+                                config.crop_ratio, size=size)
+  elif size != (height, width):
+    image = resized_crop(image, (0.0, 0.0, float(height), float(width)), size)
   if config.flip_prob > 0:
     image = dm_pix.random_flip_left_right(slots[_FLIP], image,
                                           probability=config.flip_prob)
@@ -45,6 +57,10 @@ def augment_image(config: AugmentConfig, key, image):
         slots[_BLUR], config.blur_prob,
         lambda k, x: random_gaussian_blur(k, x, config.blur_sigma, kernel_size),
         image)
+  if config.solarize_prob > 0:
+    image = _with_probability(
+        jax.random.fold_in(key, _SOLARIZE), config.solarize_prob,
+        lambda _, x: solarize(x, config.solarize_threshold), image)
   if config.noise_prob > 0 and config.noise_std > 0:
     image = _with_probability(
         slots[_NOISE], config.noise_prob,
