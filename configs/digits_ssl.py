@@ -15,6 +15,15 @@ METHODS = {
     'simclr': dict(name='simclr', temperature=0.5, projector=(128,)),
     'mocov3': dict(name='mocov3', temperature=0.2, momentum=0.99, projector=(512, 128),
                    predictor=(512, 128)),
+    # BYOL: the paper's tau_base 0.996 is for 300+ epochs; 0.99 for short runs.
+    'byol': dict(name='byol', momentum=0.99, projector=(512, 128), predictor=(512, 128)),
+    # SimSiam: the predictor's hidden layer a quarter of its output (the paper: 512 / 2048).
+    'simsiam': dict(name='simsiam', projector=(512, 128), predictor=(32, 128)),
+    # Barlow Twins and VICReg: the paper's loss weights, a wide projector (their 8192s).
+    'barlow_twins': dict(name='barlow_twins', off_diagonal_weight=5e-3,
+                         projector=(1024, 1024)),
+    'vicreg': dict(name='vicreg', invariance_weight=25.0, variance_weight=25.0,
+                   covariance_weight=1.0, gamma=1.0, eps=1e-4, projector=(1024, 1024)),
     # DINO: a GELU projector to a 64-d bottleneck with BatchNorm (the reference code's
     # use_bn_in_head; without it this run collapses to a uniform teacher), K = 1024 outputs;
     # the paper's temperatures and centring; teacher momentum 0.99 for short runs.
