@@ -1,0 +1,17 @@
+"""CDAN + BSP (Chen et al. 2019, ICML, "Transferability vs. Discriminability: Batch
+Spectral Penalization for Adversarial Domain Adaptation", BSP on CDAN): the batch
+spectral penalty of `tlu/methods/dann_bsp.py` added to CDAN's loss (`tlu/methods/cdan.py`),
+the combination with the paper's best results.
+"""
+
+from tlu.methods.base import register
+from tlu.methods.cdan import CDAN
+from tlu.methods.dann_bsp import BatchSpectralPenalty
+
+
+@register
+class CDANBSP(BatchSpectralPenalty, CDAN):
+  """CDAN's loss + bsp_weight * L_bsp(features_s, features_t).
+
+  config: CDAN's and bsp_weight >= 0 (1e-4), bsp_k >= 1 (1). batch: as DANN's.
+  """
