@@ -29,7 +29,7 @@ Protocol deviations from the paper:
 Measured (commands, seeds, times): docs/results.md.
 """
 
-from configs import digits_supervised, digits_to_digits_m
+from configs import adapt_methods, digits_supervised, digits_to_digits_m
 
 STEPS = 1_000            # one step budget for every method (source, DANN, SHOT, oracle)
 TRAIN_EXAMPLES = 3_500   # tlu_mnist(_m) train split
@@ -65,4 +65,5 @@ def get_config(arg=None):
   c.shot.batch_size = BATCH_SIZE
   c.shot.epochs = max(STEPS // epoch, 1)
   c.shot.update(dict(log_every=epoch, eval_every=epoch * 5, checkpoint_every=epoch * 5))
+  c.update(adapt_methods.blocks(STEPS, BATCH_SIZE))   # cdan, dan, jan, mcc, mdd, afn, aad, ...
   return c

@@ -1,8 +1,10 @@
 """The house holds every registered method: resume is exact and 1 vs 8 devices agree.
 
-One subprocess (8 simulated CPU devices) trains each method of `tlu.methods.names()`
-for 4 steps three ways (tests/methods_check.py); a method added as one file is
-covered here without an edit.
+Subprocesses (8 simulated CPU devices) train each method of `tlu.methods.names()` for
+4 steps, straight and stopped-then-resumed (tests/methods_check.py); a method added
+as one file is covered here without an edit. 8 devices against 1: one method of each
+family in the default suite (compiling every method twice more costs minutes on 2
+cores), every method under `pytest -m slow`.
 """
 
 import json
@@ -17,15 +19,29 @@ from conftest import ROOT
 from tlu import methods
 
 
-@pytest.fixture(scope='module')
-def results(tmp_path_factory):
+SHARDS = 2   # side by side: XLA compiles on one core
+FAMILIES = ('supervised', 'mocov3', 'dann', 'shot')   # 8 devices in the default suite
+
+
+def _check(tmp, sharded):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
          'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'methods_check.py'),
-                         str(tmp_path_factory.mktemp('methods'))], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'methods_check.py'),
+                             str(tmp), str(i), str(SHARDS), sharded], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(SHARDS)]
+  out = {}
+  for proc in procs:
+    stdout, stderr = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, stderr[-4000:]
+    out.update(json.loads(stdout.strip().splitlines()[-1]))
+  assert sorted(out) == list(methods.names())
+  return out
+
+
+@pytest.fixture(scope='module')
+def results(tmp_path_factory):
+  return _check(tmp_path_factory.mktemp('methods'), ','.join(FAMILIES))
 
 
 @pytest.mark.parametrize('name', methods.names())
@@ -35,12 +51,21 @@ def test_stop_and_resume_gives_the_uninterrupted_state_bit_for_bit(results, name
   assert r['resume_max_diff'] == 0.0   # params, BatchNorm statistics, method state, optimizer
 
 
-@pytest.mark.parametrize('name', methods.names())
+def _agree(r, name):
+  assert len(r['losses']) == 4 and np.all(np.isfinite(r['losses'])), name
+  np.testing.assert_allclose(r['losses_8'], r['losses'], rtol=2e-3, atol=1e-4, err_msg=name)
+  assert r['devices_max_diff'] < 1e-3, name
+
+
+@pytest.mark.parametrize('name', FAMILIES)
 def test_eight_devices_train_like_one(results, name):
-  r = results[name]
-  assert len(r['losses']) == 4 and np.all(np.isfinite(r['losses']))
-  np.testing.assert_allclose(r['losses_8'], r['losses'], rtol=2e-3, atol=1e-4)
-  assert r['devices_max_diff'] < 1e-3
+  _agree(results[name], name)
+
+
+@pytest.mark.slow
+def test_every_method_trains_on_eight_devices_like_on_one(tmp_path):
+  for name, r in _check(tmp_path, 'all').items():
+    _agree(r, name)
 
 
 def test_every_method_file_is_registered_under_its_own_name():

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from tlu.models import vit
 from tlu.models.cnn import SmallCNN
+from tlu.models.mlp import MLPBackbone
 from tlu.models.model import Model, input_convention
 from tlu.models.resnet import ResNet
 
@@ -27,6 +28,8 @@ def _vit(name, c):
 
 
 BACKBONES = {
+    'mlp': lambda c: MLPBackbone(widths=tuple(c.get('widths', (256,))),
+                                 features=c.get('features', 128), use_bn=c.get('use_bn', True)),
     'cnn': lambda c: SmallCNN(widths=tuple(c.get('widths', (64, 128))),
                               features=c.get('features', 512), use_bn=c.get('use_bn', True),
                               dtype=jnp.dtype(c.get('dtype', 'float32')),
