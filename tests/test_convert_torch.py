@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
-safetensors_torch = pytest.importorskip('safetensors.torch')
 
 import jax.numpy as jnp  # noqa: E402
 
@@ -34,10 +33,14 @@ def torch_logits(model, images, mean, std, dtype=torch.float32):
     return model.to(dtype)(torch.from_numpy(x).to(dtype)).double().numpy()
 
 
+def safetensors_torch():
+  return pytest.importorskip('safetensors.torch')
+
+
 def save(model, path):
   state = {k: v.contiguous() for k, v in model.state_dict().items()}
   if str(path).endswith('.safetensors'):
-    safetensors_torch.save_file(state, str(path))
+    safetensors_torch().save_file(state, str(path))
   else:
     torch.save(state, str(path))
 
@@ -80,7 +83,7 @@ def test_big_vision_vit_b32_npz(tmp_path):
 def test_tlu_reads_the_fixtures_as_torch_does(name):
   path = os.path.join(FIXTURES, name)
   if name.endswith('.safetensors'):
-    want = safetensors_torch.load_file(path)
+    want = safetensors_torch().load_file(path)
   else:
     want = torch.load(path, weights_only=True)
   got = files.read(path)
