@@ -20,13 +20,13 @@ Hardware: ~10 h for 1000 epochs on one A100 or a TPU v4-8; ~2 h for knn200.
 
 import ml_collections
 
-from configs import digits_simclr, digits_supervised
+from configs import digits_ssl, digits_supervised
 
 TRAIN_IMAGES = 50_000
 
 
 def get_config(arg=None):
-  c = digits_simclr.get_config()
+  c = digits_ssl.get_config()
   batch, epochs = (512, 200) if arg == 'knn200' else (256, 1000)
   c.dataset = digits_supervised.dataset('cifar10')
   c.model.update(dict(name='resnet18', stem='cifar', width=64, dtype='bfloat16'))

@@ -11,7 +11,7 @@ trained first in <workdir>/pretrain); AUROC per normal class and the mean.
 import ml_collections
 from ml_collections import config_dict
 
-from configs import digits_simclr, digits_supervised
+from configs import digits_ssl, digits_supervised
 
 
 def get_config(arg=None):
@@ -21,7 +21,7 @@ def get_config(arg=None):
   c.dataset = digits_supervised.dataset('tlu_digits')
   c.source = ''                       # run dir whose backbone gives the features; '' = pretrain
   c.source_step = config_dict.placeholder(int)   # checkpoint step of the source (None: latest)
-  c.pretrain = digits_simclr.get_config()
+  c.pretrain = digits_ssl.get_config()
   c.pretrain.progress = False
   c.knn_k = 5
   c.mahalanobis_shrinkage = 0.1

@@ -2,7 +2,7 @@
 
 `--config.source=<run dir>` names the representation to cluster (any run's
 backbone, at `--config.source_step`); with none, the task `pretrain` (SimCLR,
-configs/digits_simclr.py) is trained first in <workdir>/pretrain. Rows are
+configs/digits_ssl.py) is trained first in <workdir>/pretrain. Rows are
 clustered as in SCAN's "pretext + k-means":
 L2-normalised features of train and test images together, k = number of classes,
 k-means++ with `n_init` restarts. Reference on raw pixels: ACC 0.79 / NMI 0.74.
@@ -12,7 +12,7 @@ Expected on contrastive features: ACC >= 0.90, NMI >= 0.85 (see README).
 import ml_collections
 from ml_collections import config_dict
 
-from configs import digits_simclr, digits_supervised
+from configs import digits_ssl, digits_supervised
 
 
 def get_config(arg=None):
@@ -22,7 +22,7 @@ def get_config(arg=None):
   c.dataset = digits_supervised.dataset('tlu_digits')
   c.source = ''                       # run dir whose backbone gives the features; '' = pretrain
   c.source_step = config_dict.placeholder(int)   # checkpoint step of the source (None: latest)
-  c.pretrain = digits_simclr.get_config()
+  c.pretrain = digits_ssl.get_config()
   c.pretrain.progress = False
   c.num_clusters = 0                  # 0 = number of classes
   c.n_init = 10

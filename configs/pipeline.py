@@ -17,7 +17,7 @@ steps (a smoke test of the wiring, not of the numbers).
 
 import ml_collections
 
-from configs import (digits_anomaly, digits_cluster, digits_simclr, digits_supervised,
+from configs import (digits_anomaly, digits_cluster, digits_ssl, digits_supervised,
                      digits_to_digits_m, digits_transfer)
 
 STAGES = (('pretrain', 'pretrain', 'pretrain', ''),
@@ -46,7 +46,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.stages = STAGES
   c.tsne = True                    # t-SNE pictures of the adaptation in report.md
-  c.pretrain = digits_simclr.get_config()
+  c.pretrain = digits_ssl.get_config()
   c.pretrain.progress = False
   c.pretrain.steps = 1000          # a flatter NT-Xent suits few-label transfer
   c.pretrain.method.temperature = 1.0

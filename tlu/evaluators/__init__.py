@@ -36,3 +36,20 @@ def build(specs, ctx):
     return out
 
   return evaluate
+
+
+def score_pixels(specs, splits, batch_size, mesh):
+  """The evaluators `specs` on flattened raw pixels in [0, 1] of splits.train / splits.test:
+  the baseline a learned representation must beat ({metric: value})."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  def flat(source):
+    examples = [source[i] for i in range(len(source))]
+    x = np.stack([np.asarray(ex['image']) for ex in examples])
+    return (x.reshape(len(x), -1).astype(np.float32) / 255.0,
+            np.asarray([int(ex['label']) for ex in examples]))
+
+  ctx = Context(model=None, mesh=mesh, test=splits.test, train=splits.train,
+                num_classes=splits.num_classes, batch_size=batch_size,
+                fixed={'train': flat(splits.train), 'test': flat(splits.test)})
+  return build(specs, ctx)(None)
