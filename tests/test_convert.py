@@ -47,7 +47,8 @@ def write_safetensors(path, arrays):
   header, offset, blobs = {}, 0, []
   for name, a in arrays.items():
     data = np.ascontiguousarray(a, np.float32).tobytes()
-    header[name] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [offset, offset + len(data)]}
+    header[name] = {'dtype': 'F32', 'shape': list(a.shape),
+                    'data_offsets': [offset, offset + len(data)]}
     offset += len(data)
     blobs.append(data)
   head = json.dumps(header).encode()

@@ -37,7 +37,8 @@ def test_loss_is_cross_entropy_plus_the_penalty():
   loss, aux = m.loss_fn(moved, state, batch, jax.random.key(2))
   ce, _ = method(Supervised)[0].loss_fn(moved, state, batch, jax.random.key(2))
   w, w0 = flat(moved), flat(variables['params'])
-  to_source = sum(np.sum((w[p].astype(np.float64) - w0[p]) ** 2) for p in w if p.startswith('backbone/'))
+  to_source = sum(np.sum((w[p].astype(np.float64) - w0[p]) ** 2) for p in w
+                  if p.startswith('backbone/'))
   rest = sum(np.sum(w[p].astype(np.float64) ** 2) for p in w if not p.startswith('backbone/'))
   np.testing.assert_allclose(float(loss), float(ce) + 0.3 / 2 * to_source + 0.02 / 2 * rest,
                              rtol=1e-5)

@@ -26,8 +26,8 @@ def test_ranks_sources_and_correlates_with_accuracies(tmp_path, data_dir):
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, data_dir):
   make_run(tmp_path / 'a')
-  for args, message in [((f"--config.sources=('{tmp_path / 'a'}',)", '--config.accuracies=(0.9, 0.5)'),
-                         '2 accuracies for 1 sources'),
+  one = f"--config.sources=('{tmp_path / 'a'}',)"
+  for args, message in [((one, '--config.accuracies=(0.9, 0.5)'), '2 accuracies for 1 sources'),
                         ((f"--config.sources=('{tmp_path / 'nowhere'}',)",), 'does not exist')]:
     proc = run_stage('rank_sources', f'--workdir={tmp_path / "out"}',
                      f'--config.dataset.data_dir={data_dir}', *args)

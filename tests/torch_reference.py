@@ -217,7 +217,8 @@ def to_vision_transformer_npz(model):
   for i in range(len(model.blocks)):
     s, t = f'blocks.{i}', f'Transformer/encoderblock_{i}'
     for src, dst in (('norm1', 'LayerNorm_0'), ('norm2', 'LayerNorm_2')):
-      out[f'{t}/{dst}/scale'], out[f'{t}/{dst}/bias'] = sd[f'{s}.{src}.weight'], sd[f'{s}.{src}.bias']
+      out[f'{t}/{dst}/scale'] = sd[f'{s}.{src}.weight']
+      out[f'{t}/{dst}/bias'] = sd[f'{s}.{src}.bias']
     w, b = sd[f'{s}.attn.qkv.weight'], sd[f'{s}.attn.qkv.bias']
     for j, name in enumerate(('query', 'key', 'value')):
       out[f'{t}/MultiHeadDotProductAttention_1/{name}/kernel'] = \

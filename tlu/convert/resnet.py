@@ -41,7 +41,8 @@ def rules(depth, width, with_head):
         out.append(core.conv_oihw(f'params/{tlu}/proj_conv/kernel', f'{src}.downsample.0.weight'))
         out.extend(core.batch_norm(f'{tlu}/proj_bn', f'{src}.downsample.1'))
   if with_head:
-    out += [core.dense_oi('params/head/kernel', 'fc.weight'), core.copy('params/head/bias', 'fc.bias')]
+    out += [core.dense_oi('params/head/kernel', 'fc.weight'),
+            core.copy('params/head/bias', 'fc.bias')]
   return out
 
 

@@ -14,8 +14,9 @@ timm's converted weights load leaf by leaf (`tlu.convert`)::
 
 Position embeddings are learned (posemb='learn') or fixed 2-d sine-cosine (posemb=
 'sincos2d', as big_vision's "plain ViT" ImageNet-1k baselines: no parameter). Learned ones
-are a grid for `image_size`; an input of another size gets them resampled (bilinear, corners aligned: what big_vision's `resample_posemb` does with
-scipy.ndimage.zoom(order=1)) inside the forward pass, so one checkpoint serves any image
+are a grid for `image_size`; an input of another size gets them resampled (bilinear,
+corners aligned: what big_vision's `resample_posemb` does with scipy.ndimage.zoom(order=1))
+inside the forward pass, so one checkpoint serves any image
 size. The backbone returns the class token (pool='tok') or the mean token (pool='gap')
 after the final LayerNorm: (N, H, W, C) -> (N, D) float32. GELU is the tanh approximation
 (flax and big_vision's default) unless approximate_gelu=False (timm and torch use the
