@@ -126,7 +126,7 @@ class Method:
     """The augmented views of batch[key] (uint8 (N, H, W, C)) as a list of float arrays.
 
     Two views of one augmentation by default; an augmentation spec with per-view
-    pipelines or local crops gives those (`tlu.data.augment.make_views`).
+    pipelines or local crops gives those (`tlu.data.augment.make_augment`: `MultiView`).
     """
     images = batch[key].astype(jnp.float32) / 255.0
     if self.augment is None:
