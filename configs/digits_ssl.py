@@ -76,10 +76,26 @@ def base():
   return c
 
 
+DIGITS_VIEW = dict(preset='digits', crop_scale=(0.8, 1.0), affine_prob=0.8, rotate_deg=10.0,
+                   shear_deg=5.0, translate_frac=0.05, noise_prob=0.5, noise_std=0.05)
+# Multi-crop variants: 2 global 8x8 views and 4 local 6x6 crops; the backbone pools globally
+# so one set of weights sees both sizes (DINO's and SwAV's multi-crop, Caron et al. 2020).
+MULTICROP = dict(augment=dict(views=(DIGITS_VIEW, DIGITS_VIEW),
+                              local={**DIGITS_VIEW, 'crop_scale': (0.3, 0.6)}, local_crops=4,
+                              local_size=6),
+                 model=dict(pool='global'))
+VARIANTS = {'dino_multicrop': ('dino', MULTICROP), 'swav_multicrop': ('swav', MULTICROP)}
+
+
 def get_config(arg=None):
   arg = arg or 'simclr'
-  if arg not in METHODS:
-    raise ValueError(f'unknown variant {arg!r}; use one of {", ".join(METHODS)}')
+  if arg not in METHODS and arg not in VARIANTS:
+    raise ValueError(f'unknown variant {arg!r}; use one of '
+                     f'{", ".join((*METHODS, *VARIANTS))}')
+  method, overrides = VARIANTS.get(arg, (arg, {}))
   c = base()
-  c.method = ml_collections.ConfigDict(METHODS[arg])
+  c.method = ml_collections.ConfigDict(METHODS[method])
+  if 'augment' in overrides:
+    c.augment = ml_collections.ConfigDict(overrides['augment'])
+  c.model.update(overrides.get('model', {}))
   return c
