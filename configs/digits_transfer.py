@@ -44,6 +44,10 @@ def get_config(arg=None):
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=10,
       grad_clip_norm=0.0))
+  # The fine-tuning objective: 'supervised' (cross-entropy) or 'l2sp' (Li et al. 2018: the
+  # shared layers pulled toward the source weights by alpha, the rest decayed by beta).
+  c.method = ml_collections.ConfigDict(dict(name='supervised', alpha=0.01, beta=0.01,
+                                            shared=('backbone/.*',)))
   c.label_smoothing = 0.0            # the supervised method's, in every phase
   c.augment = ''
   c.progress = False

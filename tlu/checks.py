@@ -34,7 +34,8 @@ RULES = (  # (key regex, predicate, what is allowed); the first full match appli
     (r'epochs|steps_per_epoch|eval_every|warmup_steps|num_clusters|image_size|channels|'
      r'cluster_rounds|few_shot_trials|.*_steps|local_size', _non_negative,
      'an integer >= 0 (0: off or all)'),
-    (r'lr|temperature|.*_temperature|eps|epsilon', _positive, 'a finite number > 0'),
+    (r'lr|temperature|.*_temperature|eps|epsilon|input_std', _positive, 'a finite number > 0'),
+    (r'depth|mlp_dim|num_heads|patch_size|hidden_size|num_layers', _positive, 'an integer >= 1'),
     (r'weight_decay|grad_clip_norm|.*_lr_mult|noise_std|head_l2_scale|beta|alpha|gamma|'
      r'.*_weight|.*_deg|.*_std|margin|.*_scale', _non_negative, 'a finite number >= 0'),
     (r'momentum|.*_momentum|.*_prob|prob|.*_shrinkage|translate_frac', _unit,
