@@ -1,12 +1,7 @@
-"""Unsupervised domain adaptation: `python -m experiments.adapt --config=configs/digits_to_digits_m.py[:method]`.
+"""Unsupervised domain adaptation: `python -m experiments.adapt --config=configs/mnist_to_mnist_m.py[:method]`.
 
-Every (method, seed) is a cell `<workdir>/<method>/seed<s>` (experiments/sweep.py).
-`source_only` scores the source run on the target test split and `target_oracle`
-trains on the labelled target; every other name in `methods` is a config block
-holding a task for a registered method (tlu/methods/<method.name>.py): methods that
-read `paired` data train on labelled source + unlabelled target images, source-free
-methods start from the source run and read the unlabelled target only. Source runs
-are `<workdir>/source/seed<s>` unless `--config.source` names one ('{seed}' replaced).
+Cells `<workdir>/<method>/seed<s>`; what each method gets (baselines, paired and
+source-free methods, source runs): tlu/adapt/cells.py.
 """
 
 import numpy as np

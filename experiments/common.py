@@ -1,8 +1,5 @@
-"""What every stage shares: flags, range checks, the workdir contract, one-line errors.
-
-Bad input fails before any compute with one line on stderr and exit code 2; a
-non-finite loss exits with 3; a preempted run (SIGTERM) saves and exits with 143.
-"""
+"""Flags, range checks, the workdir contract and one-line errors (exit 2 bad input, 3 a
+non-finite loss, 143 preempted after saving) for every stage."""
 
 import os
 import re
@@ -45,11 +42,7 @@ def _flag_message(e):
 
 
 def define_flags(default_config):
-  """--config (with --config.key=value overrides), --workdir and --multihost.
-
-  config_flags reads the overrides from sys.argv while defining the flag, so an
-  unknown key or a missing config file is reported from here.
-  """
+  """--config (overrides are read from sys.argv while defining it), --workdir, --multihost."""
   path = default_config
   for a in sys.argv[1:]:
     if a.startswith('--config='):
@@ -114,8 +107,7 @@ def claim_workdir(workdir, config, sweep_keys=()):
   workdir_lib.claim(workdir, config_json(config), sweep_keys)
 
 
-def preempted():
-  """True once SIGTERM arrived (see experiments/__init__.py): the loop saves and stops."""
+def preempted():  # SIGTERM arrived (experiments/__init__.py): the loop saves and stops
   return experiments.PREEMPTED.is_set()
 
 

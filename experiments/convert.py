@@ -2,10 +2,8 @@
 `python -m experiments.convert --config=configs/convert.py:<format> --config.arch=<name>
 --config.checkpoint=<file> --workdir=<dir>` (see configs/convert.py and docs/pretrained.md).
 
-Prints where every tlu leaf came from (the transplant report) and writes config.json
-(with the model and its input convention), checkpoints/ and convert.json: a run
-directory every stage takes as `--config.source`. A wrong arch, a truncated file or a
-missing key is one line on stderr and exit code 2, before anything is written.
+Writes a run directory (config.json with the model and its input convention,
+checkpoints/, convert.json) every stage takes as `--config.source`; bad input: exit 2.
 """
 
 from experiments import common

@@ -16,16 +16,9 @@ from tlu.transfer import transferability
 
 
 def prepare(config, workdir):
-  if not config.sources:
-    raise common.ConfigError('set --config.sources="(<run dir>, ...)": the candidate sources')
-  if config.accuracies and len(config.accuracies) != len(config.sources):
-    raise common.ConfigError(f'{len(config.accuracies)} accuracies for {len(config.sources)} '
-                             'sources: give one per source, in the same order, or none')
-  unknown = set(config.scores) - set(transferability.SCORES)
-  if unknown:
-    raise common.ConfigError(f'scores {sorted(unknown)}: use some of {transferability.SCORES}')
   common.check_batch(config.batch_size)
   try:
+    transferability.check_config(config)
     shape, _ = run_features.task_shape(config.dataset)
     for source in config.sources:
       run_features.load_backbone(source, config.source_step, image_shape=shape)

@@ -1,9 +1,8 @@
 """Cells of a sweep (method x seed, strategy x labels x seed): directories, resume, summary, table.
 
-A cell is a sub-directory of the sweep's workdir with its own summary.json; a
-finished cell is read back, an unfinished one is (re)run and resumes from its
-checkpoints. The sweep's summary.json holds mean and std of each metric per row
-and column; report.md holds the table.
+A cell is a sub-directory with its own summary.json: a finished cell is read back, an
+unfinished one runs (resuming from its checkpoints). The sweep's summary.json holds
+mean and std per row and column; report.md the table.
 """
 
 import time

@@ -1,7 +1,6 @@
 """Train one task with any method: `python -m experiments.train --config=configs/digits_supervised.py`.
 
-The config's `method` block names the method (tlu/methods/<name>.py) and its
-hyperparameters; `evaluators` name what is measured on the test split.
+`method` names the method (tlu/methods/<name>.py); `evaluators` what is measured on test.
 """
 
 from experiments import common

@@ -56,6 +56,7 @@ def test_solarize_with_probability_half_is_all_or_nothing_per_image():
   assert np.all(solarized | kept) and 0.3 < solarized.mean() < 0.7
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_solarize_leaves_the_other_ops_draws_as_they_were():
   images = random_images((8, 8, 8, 1))
   base = {'preset': 'digits', 'noise_prob': 1.0}
@@ -78,6 +79,7 @@ def test_resized_crop_matches_numpy_bilinear(box, size):
     np.testing.assert_allclose(out, np.asarray(x)[2:6, 1:5], atol=1e-6)
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_multi_view_views_are_each_pipeline_under_its_own_key():
   spec = {'views': [{'solarize_prob': 1.0}, {}],
           'local': {'crop_scale': (1.0, 1.0), 'crop_ratio': (1.0, 1.0)},
@@ -101,6 +103,7 @@ def test_multi_view_views_are_each_pipeline_under_its_own_key():
       views[3], augment_lib.batch.augment_batch(augment.local_config, keys[3], images, (4, 4)))
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_local_crops_are_random_per_crop_and_per_image():
   augment = augment_lib.make_augment({'views': [{}], 'local': 'dino_local', 'local_crops': 2,
                                       'local_size': (3, 5)})
@@ -111,6 +114,7 @@ def test_local_crops_are_random_per_crop_and_per_image():
   assert float(crop1.min()) >= 0 and float(crop1.max()) <= 1
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_two_global_views_without_locals_are_two_views_of_their_pipelines():
   images = random_images((4, 8, 8, 1))
   augment = augment_lib.make_augment(ml_collections.ConfigDict(

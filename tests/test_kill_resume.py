@@ -13,6 +13,7 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from conftest import ROOT, run_stage
 
@@ -64,6 +65,7 @@ def test_mocov3_killed_mid_checkpoint_resumes_with_its_momentum_encoder_bit_for_
   assert set(state['extra']['target']['params']) == {'backbone', 'projector'}
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_shot_killed_mid_checkpoint_resumes_with_its_pseudo_labels_bit_for_bit(tmp_path, data_dir):
   data = (f'--config.source_task.dataset.data_dir={data_dir}',
           f'--config.target.data_dir={data_dir}')

@@ -95,6 +95,7 @@ def _in_own_tile(split, photo_shape, k, y, x):
   return any(tuple(rc) == (y // t, x // t) for rc in mnist.tiles(photo_shape, k)[split])
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 @pytest.mark.parametrize('split', SPLITS)
 def test_backgrounds_are_crops_of_the_photographs_inside_the_splits_own_tiles(arrays, split):
   photos = mnist.photographs()
@@ -150,6 +151,7 @@ def test_split_indices_partition_and_stratify():
     np.testing.assert_array_equal(np.bincount(labels[idx[s]]), np.full(10, SIZES[s] // 10))
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_builds_are_deterministic(tmp_path, arrays):
   for name in ('tlu_mnist', 'tlu_mnist_m'):
     for split in SPLITS:
@@ -168,6 +170,7 @@ def test_builder_descriptions_state_the_split_sizes(data_dir):
 
 @pytest.mark.parametrize('config, shape', [('mnist_to_mnist_m', (28, 28, 3)),
                                            ('digits_to_mnist', (28, 28, 1))])
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_adaptation_configs_fit_source_and_target(data_dir, config, shape):
   sys.path.insert(0, ROOT)
   import importlib  # pylint: disable=import-outside-toplevel

@@ -3,10 +3,13 @@ compared with the accuracies fine-tuning reached."""
 
 import json
 
+import pytest
+
 from conftest import run_stage
 from test_transferability import make_run
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_ranks_sources_and_correlates_with_accuracies(tmp_path, data_dir):
   make_run(tmp_path / 'a', seed=0)
   make_run(tmp_path / 'b', seed=1, num_classes=3)

@@ -118,6 +118,7 @@ def make_method(config=None, spec=None, pool='flatten'):
               augment=augment)
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_method_loss_is_the_reference_loss_of_its_multi_crop_outputs():
   spec = {'views': [{'noise_prob': 1.0, 'noise_std': 0.1}, {'solarize_prob': 1.0}],
           'local': {'crop_scale': (0.2, 0.5)}, 'local_crops': 2, 'local_size': 4}

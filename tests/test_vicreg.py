@@ -97,6 +97,7 @@ def test_check_names_the_bad_value(key, value):
     VICReg.check(config)
 
 
+@pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)
 def test_eight_devices_give_the_loss_of_the_global_batch():
   r = run_on_eight_devices('vicreg')
   assert r['devices'] == 8

@@ -232,3 +232,15 @@ def source_outputs(run_dir, ds, split, *, batch_size, mesh, step=None):
   logits = model.apply({'params': {'head': head}}, 'head', jnp.asarray(features),
                        method='apply_head')
   return features, np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1)), labels
+
+
+def check_config(config):
+  """The rank_sources config's own checks (sources, accuracies, score names); ValueError."""
+  if not config.sources:
+    raise ValueError('set --config.sources="(<run dir>, ...)": the candidate sources')
+  if config.accuracies and len(config.accuracies) != len(config.sources):
+    raise ValueError(f'{len(config.accuracies)} accuracies for {len(config.sources)} '
+                     'sources: give one per source, in the same order, or none')
+  unknown = set(config.scores) - set(SCORES)
+  if unknown:
+    raise ValueError(f'scores {sorted(unknown)}: use some of {SCORES}')
