@@ -51,6 +51,7 @@ def get_config(arg=None):
   c.source_task.method.label_smoothing = 0.1  # SHOT's source training (eq. 1)
   c.source_task.progress = False
   c.target = digits_supervised.dataset('tlu_digits_m')   # train: unlabelled; test: accuracy
+  c.target_validation_split = ''      # a labelled target split that selects each cell's step
   c.eval_batch_size = 360
 
   # DANN's settings were chosen on the target test accuracy (the embedded data has no

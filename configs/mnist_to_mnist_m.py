@@ -50,6 +50,9 @@ def get_config(arg=None):
   c.source_task.dataset = digits_supervised.dataset('tlu_mnist', channels=3)
   c.source_task.dataset.eval_split = 'validation'   # source model selection
   c.target = digits_supervised.dataset('tlu_mnist_m')
+  # 500 labelled target images: each trained cell is also scored on them, and report.md gives
+  # the target test accuracy at the step they select beside the last step's.
+  c.target_validation_split = 'validation'
   c.eval_batch_size = 500
   for task in (c.source_task, c.target_oracle):
     task.model.update(network())

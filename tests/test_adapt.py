@@ -213,7 +213,10 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
   work = tmp_path / 'adapt'
   data = (f'--config.source_task.dataset.data_dir={data_dir}',
           f'--config.target.data_dir={data_dir}')
-  run_stage('adapt', f'--workdir={work}', *data, *TINY, check=True)
+  # The test split stands in for a labelled target validation split here, so the two
+  # accuracies of every evaluation must be equal.
+  run_stage('adapt', f'--workdir={work}', *data, *TINY, '--config.target_validation_split=test',
+            check=True)
   summary = json.load(open(work / 'summary.json'))
   report = (work / 'report.md').read_text()
   assert 'target_test_accuracy' not in summary  # only when a single method runs
@@ -232,6 +235,16 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
   pseudo = [r for r in rows if 'pseudo_label_accuracy' in r]
   assert [(r['split'], r['step']) for r in pseudo] == [('target_train', 0), ('target_train', 2)]
   assert 'domain_accuracy' in read_jsonl(work / 'dann' / 'seed0' / 'metrics.jsonl')[0]
+  for method in ('dann', 'shot', 'target_oracle'):
+    evals = [r for r in read_jsonl(work / method / 'seed0' / 'metrics.jsonl')
+             if r['split'] == 'test']
+    assert evals and all(r['validation_accuracy'] == r['accuracy'] for r in evals)
+    cell = json.load(open(work / method / 'seed0' / 'summary.json'))
+    best = max(r['accuracy'] for r in evals)
+    assert cell['selected_step'] == max(r['step'] for r in evals if r['accuracy'] == best)
+    assert cell['selected_target_test_accuracy'] == cell['best_target_test_accuracy'] == best
+    assert summary[f'{method}/selected_target_test_accuracy'] == best
+  assert 'validation-selected' in report
   low, high = (summary[f'{m}/target_test_accuracy'] for m in ('source_only', 'target_oracle'))
   for method in ('shot', 'dann'):   # a gap exists only when the oracle is above source_only
     assert (f'{method}/gap_closed' in summary) == (high > low)
@@ -264,3 +277,17 @@ def test_bad_input_fails_before_anything_is_written(tmp_path, data_dir, args, me
                    *(a.format(src=src) for a in args))
   assert proc.returncode == 2 and message in proc.stderr, proc.stderr
   assert not (tmp_path / 'w').exists()
+
+
+def test_selected_step_is_the_best_validation_step_latest_on_ties(tmp_path):
+  rows = [dict(step=1, split='train', loss=1.0),
+          dict(step=2, split='test', accuracy=0.50, validation_accuracy=0.40),
+          dict(step=4, split='test', accuracy=0.70, validation_accuracy=0.60),
+          dict(step=6, split='test', accuracy=0.65, validation_accuracy=0.60),
+          dict(step=8, split='test', accuracy=0.80, validation_accuracy=0.55)]
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  out = cells.selected(str(tmp_path), {'target_test_accuracy': 0.80})
+  assert out == {'target_test_accuracy': 0.80, 'selected_step': 6,
+                 'selected_target_test_accuracy': 0.65, 'best_target_test_accuracy': 0.80}
+  (tmp_path / 'metrics.jsonl').write_text(json.dumps(dict(step=2, split='test', accuracy=0.5)))
+  assert cells.selected(str(tmp_path), {'a': 1}) == {'a': 1}

@@ -9,14 +9,17 @@ source and the unlabelled target. The target's labels are read for the test spli
 (and the diagnostics a method logs as such) only.
 """
 
+import dataclasses
+
 import jax
 import numpy as np
 
 from tlu import evaluators, methods
 from tlu.evaluators import classification
 from tlu.models import build_model
-from tlu.train import task, workdir as workdir_lib
+from tlu.train import task, workdir as workdir_lib, writers
 from tlu.train.state import TrainState
+from tlu.data import subsets
 from tlu.transfer.pretrained import PretrainedError, load_pretrained
 from tlu.transfer.surgery import TransplantError, transplant
 
@@ -33,6 +36,10 @@ class AdaptData:
       raise ValueError('adaptation uses every class: leave dataset.classes empty')
     self.source_splits = task.task_splits(src)
     self.oracle_splits = task.task_splits(tgt)
+    # Labelled target validation split (config.target_validation_split, '' = none): each
+    # trained cell also scores it, and the report selects the step by it.
+    split = config.get('target_validation_split', '')
+    self.target_validation = subsets.task_source(tgt, split) if split else None
     s, t = self.source_splits, self.oracle_splits
     if (s.num_classes, tuple(s.image_shape)) != (t.num_classes, tuple(t.image_shape)):
       raise ValueError(f'source {src.name} ({s.num_classes} classes, images {s.image_shape}) and '
@@ -144,16 +151,51 @@ def run_cell(trainer, config, data, workdir, method, seed, cell_dir, should_stop
     return {'target_test_accuracy': metrics['accuracy'], 'target_test_loss': metrics['loss'],
             'source_step': int(init.step)}
   if method == 'target_oracle':
-    summary, _ = task.fit_task(trainer, oracle_task(config, seed), cell_dir, data.oracle_splits,
-                               claim=False, should_stop=should_stop, desc=desc)
-    return {**summary, 'target_test_accuracy': summary['test_accuracy']}
+    cfg, splits = oracle_task(config, seed), data.oracle_splits
+    summary, _ = task.fit_task(trainer, cfg, cell_dir, splits, claim=False,
+                               evaluate=_evaluate(trainer, cfg, splits, data.target_validation),
+                               should_stop=should_stop, desc=desc)
+    return selected(cell_dir, {**summary, 'target_test_accuracy': summary['test_accuracy']})
   cfg = cell_task(config, method, seed)
   method_cls = methods.get(cfg.method.name)
+  splits = data.splits_for(method_cls)
   init = source_init(config, data, workdir, seed) if method_cls.from_source else None
-  summary, _ = task.fit_task(trainer, cfg, cell_dir, data.splits_for(method_cls), init=init,
+  summary, _ = task.fit_task(trainer, cfg, cell_dir, splits, init=init,
+                             evaluate=_evaluate(trainer, cfg, splits, data.target_validation),
                              summary_prefix='target_test_', claim=False,
                              should_stop=should_stop, desc=desc)
-  return summary
+  return selected(cell_dir, summary)
+
+
+def _evaluate(trainer, cfg, splits, validation):
+  """state -> the target test split's {'accuracy', 'loss'}, plus 'validation_accuracy' on
+  the labelled target `validation` split when there is one (None: test only)."""
+  ctx = trainer.context(cfg, splits)
+  test = classification.Evaluator(ctx)
+  if validation is None:
+    return test
+  val = classification.Evaluator(dataclasses.replace(ctx, test=validation, _features={}))
+  return lambda state: {**test(state), 'validation_accuracy': val(state)['accuracy']}
+
+
+def selected(cell_dir, summary):
+  """summary + the validation-selected and oracle-selected target test accuracies.
+
+  Over the cell's evaluations (metrics.jsonl rows of split 'test' that carry a
+  'validation_accuracy'): `selected_step` has the best target validation accuracy
+  (the latest such step on ties) and `selected_target_test_accuracy` is the test accuracy
+  there; `best_target_test_accuracy` is the best test accuracy of any evaluation (the
+  oracle-selected number, read off the test labels: an upper bound, not a result).
+  Unchanged when no evaluation scored a validation split.
+  """
+  rows = [r for r in writers.read_metrics(cell_dir)
+          if r.get('split') == 'test' and 'validation_accuracy' in r]
+  if not rows:
+    return summary
+  best = max(rows, key=lambda r: (r['validation_accuracy'], r['step']))
+  return {**summary, 'selected_step': int(best['step']),
+          'selected_target_test_accuracy': float(best['accuracy']),
+          'best_target_test_accuracy': float(max(r['accuracy'] for r in rows))}
 
 
 class _NoUpdates:
@@ -175,6 +217,11 @@ def summarize(results):
   for method, values in accs.items():
     summary[f'{method}/target_test_accuracy'] = float(np.mean(values))
     summary[f'{method}/target_test_accuracy_std'] = float(np.std(values))
+    chosen = [c['selected_target_test_accuracy'] for c in results[(method, None)]
+              if 'selected_target_test_accuracy' in c]
+    if chosen and len(chosen) == len(values):
+      summary[f'{method}/selected_target_test_accuracy'] = float(np.mean(chosen))
+      summary[f'{method}/selected_target_test_accuracy_std'] = float(np.std(chosen))
   if len(accs) == 1:
     summary['target_test_accuracy'] = float(np.mean(next(iter(accs.values()))))
   if 'source_only' in accs and 'target_oracle' in accs:
@@ -189,12 +236,16 @@ def report(config, results, summary):
   """report.md: the method x seed table of target test accuracy, times, gap closed."""
   seeds = tuple(config.seeds)
   lines = ['| method | ' + ' | '.join(f'seed {s}' for s in seeds) +
-           ' | mean ± std | wall time per seed (s) |', '|---|' + '---|' * (len(seeds) + 2)]
+           ' | mean ± std | validation-selected | wall time per seed (s) |',
+           '|---|' + '---|' * (len(seeds) + 3)]
   for (method, _), cells in results.items():
     accs = [c['target_test_accuracy'] for c in cells]
     times = [c.get('wall_time_s', float('nan')) for c in cells]
+    chosen = summary.get(f'{method}/selected_target_test_accuracy')
+    chosen = '' if chosen is None else (
+        f'{100 * chosen:.1f} ± {100 * summary[f"{method}/selected_target_test_accuracy_std"]:.1f}')
     lines.append(f'| {method} | ' + ' | '.join(f'{100 * a:.1f}' for a in accs) +
-                 f' | {100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f} | '
+                 f' | {100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f} | {chosen} | '
                  f'{np.mean(times):.0f} |')
   gaps = [f'{k.split("/")[0]}: {100 * v:.0f}%' for k, v in summary.items()
           if k.endswith('/gap_closed')]
@@ -204,6 +255,8 @@ def report(config, results, summary):
   return (f'# Domain adaptation: {config.source_task.dataset.name} -> {config.target.name}\n\n'
           f'Target test accuracy (%) on `{config.target.name}:{config.target.eval_split}`; '
           f'the target `{config.target.train_split}` split is used without labels. '
+          'Per seed: the last step; validation-selected: the step whose target accuracy on '
+          f'the labelled `{config.get("target_validation_split") or "-"}` split is best. '
           f'Source runs: `{source}`. Trained methods: {trained or "none"}.\n\n' +
           '\n'.join(lines) + '\n' +
           (f'\nGap closed between source_only and target_oracle: {", ".join(gaps)}.\n'
