@@ -8,7 +8,10 @@ block differs. The default, simclr, is the reference run: on tlu_digits (seed 0,
 two minutes on a 2-core CPU) k-means ACC 0.95, 10-labels-per-class probe 0.97 (raw
 pixels 0.79 / 0.90). Its projector is linear (128,), which keeps the backbone features
 in the space NT-Xent shapes; augmentations are mild crops and warps, which 8x8 digits
-survive. Measured, every method: docs/results.md.
+survive. Every run also trains solo-learn's online linear probe (`online_probe`: a
+linear classifier on stop-gradient backbone features, its loss added to the method's,
+at the shared AdamW lr; the backbone trains as without it) and reports its test
+accuracy as `online_probe_accuracy`. Measured, every method: docs/results.md.
 """
 
 import ml_collections
@@ -67,6 +70,7 @@ def base():
       few_label_probe=dict(labels_per_class=10, probe_input='l2', l2=1e-3, trials=5, seed=0,
                            steps=500),
       kmeans=dict(num_clusters=10, n_init=20, rows='all', seed=0)))
+  c.online_probe = True        # online linear probe (summary.json: online_probe_accuracy)
   c.pixel_baseline = True      # also score raw pixels (summary.json: pixels_*)
   c.log_every = 25
   c.eval_every = 250

@@ -83,6 +83,7 @@ def reference(tmp_path_factory, data_dir):
     ('optimizer.weight_decay', -1.0, 'optimizer.weight_decay=-1.0: must be a finite'),
     ('method.label_smoothing', 1.0, 'method.label_smoothing=1.0: must be a number in [0, 1)'),
     ('eval_every', -1, 'eval_every=-1: must be an integer >= 0'),
+    ('online_probe', 1, 'online_probe=1: must be True or False'),
 ])
 def test_every_range_is_checked_by_key_name(key, value, message):
   from configs import digits_supervised  # pylint: disable=import-outside-toplevel
@@ -117,6 +118,13 @@ def test_a_bad_value_is_one_line_exit_2_and_writes_nothing(tmp_path, data_dir, f
   proc = run_stage('train', *_args(tmp_path / 'w', data_dir), flag)
   _one_error_line(proc, 2, message)
   assert _listing(tmp_path) == before and not (tmp_path / 'w').exists()
+
+
+def test_a_non_boolean_online_probe_is_one_line_exit_2(tmp_path, data_dir):
+  proc = run_stage('pretrain', '--config=configs/digits_ssl.py', *_args(tmp_path / 'w', data_dir),
+                   '--config.online_probe=3')
+  _one_error_line(proc, 2, 'online_probe=3')
+  assert not (tmp_path / 'w').exists()
 
 
 def test_a_workdir_that_is_a_file_is_one_line_exit_2(tmp_path, data_dir):

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -30,11 +31,22 @@ def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
     return json.load(f)
 
 
-SIMCLR_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
-                '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
-                '--config.model.width=8', '--config.method.projector=(32,16)',
-                '--config.evaluators.knn.k=5', '--config.evaluators.kmeans.n_init=1',
-                '--config.evaluators.linear_probe.steps=5')
+SSL_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
+             '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
+             '--config.model.width=8', '--config.evaluators.knn.k=5',
+             '--config.evaluators.kmeans.n_init=1', '--config.evaluators.linear_probe.steps=5')
+# Each method's heads shrunk to widths that fit together (a predictor ends in its projector's).
+SSL_HEADS = {
+    'simclr': ('--config.method.projector=(32,16)',),
+    'byol': ('--config.method.projector=(32,16)', '--config.method.predictor=(32,16)'),
+    'simsiam': ('--config.method.projector=(32,32,16)', '--config.method.predictor=(8,16)'),
+    'mocov3': ('--config.method.projector=(32,16)', '--config.method.predictor=(32,16)'),
+    'barlow_twins': ('--config.method.projector=(32,32,16)',),
+    'vicreg': ('--config.method.projector=(32,32,16)',),
+    'dino': ('--config.method.projector=(32,32,16)', '--config.method.num_prototypes=64'),
+    'swav': ('--config.method.projector=(32,16)', '--config.method.num_prototypes=30',
+             '--config.method.freeze_prototypes_steps=1'),
+}
 R50_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
              '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
              '--config.model.width=8', '--config.dataset.image_size=32')
@@ -42,9 +54,10 @@ R50_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size
 
 @pytest.mark.parametrize('devices', [1, 8])
 def test_cifar10_simclr_then_kmeans(tmp_path, devices):
-  s = mock_stage('pretrain', 'configs/cifar10_simclr.py', tmp_path / 'simclr', *SIMCLR_SMALL,
-                 devices=devices)
+  s = mock_stage('pretrain', 'configs/cifar10_ssl.py:simclr', tmp_path / 'simclr', *SSL_SMALL,
+                 *SSL_HEADS['simclr'], devices=devices)
   assert s['steps'] == 2 and 0 <= s['knn_accuracy'] <= 1 and 0 <= s['linear_probe_accuracy'] <= 1
+  assert 0 <= s['online_probe_accuracy'] <= 1
   c = mock_stage('cluster', 'configs/cifar10_kmeans.py', tmp_path / 'kmeans',
                  f'--config.source={tmp_path / "simclr"}', '--config.batch_size=16',
                  '--config.pca_components=8', '--config.n_init=1', '--config.tsne=False',
@@ -52,11 +65,29 @@ def test_cifar10_simclr_then_kmeans(tmp_path, devices):
   assert 0 <= c['contrastive/acc'] <= 1
 
 
-def test_cifar10_simclr_knn200_variant_parses():
+@pytest.mark.parametrize('devices', [1, 8])
+@pytest.mark.parametrize('method', [m for m in SSL_HEADS if m != 'simclr'])
+def test_cifar10_ssl_every_method(tmp_path, method, devices):
+  s = mock_stage('pretrain', f'configs/cifar10_ssl.py:{method}', tmp_path / method, *SSL_SMALL,
+                 *SSL_HEADS[method], devices=devices)
+  assert s['steps'] == 2 and np.isfinite(s['train_loss'])
+  for key in ('online_probe_accuracy', 'knn_accuracy', 'linear_probe_accuracy'):
+    assert 0 <= s[key] <= 1, key
+
+
+def test_cifar10_ssl_recipes_are_solo_learns():
   sys.path.insert(0, ROOT)
-  from configs import cifar10_simclr  # pylint: disable=import-outside-toplevel
-  c = cifar10_simclr.get_config('knn200')
+  from configs import cifar10_ssl  # pylint: disable=import-outside-toplevel
+  c = cifar10_ssl.get_config('simclr_knn200')
   assert c.batch_size == 512 and c.steps == 200 * 50_000 // 512 and c.evaluators.knn.k == 200
+  # solo-learn's classifier_lr / lr (scripts/pretrain/cifar/*.yaml) as the probe's multiplier.
+  for method, (lr, classifier_lr) in {'simclr': (0.4, 0.1), 'byol': (1.0, 0.1),
+                                      'mocov3': (0.3, 0.3), 'swav': (0.6, 0.1)}.items():
+    c = cifar10_ssl.get_config(method)
+    assert c.online_probe and c.optimizer.lr == lr and c.steps == 1000 * 50_000 // 256
+    assert c.freeze == (('online_probe/.*', pytest.approx(classifier_lr / lr)),)
+    assert (c.evaluators.knn.k, c.evaluators.knn.temperature) == (200, 0.1)
+  assert set(cifar10_ssl.RECIPES) == set(SSL_HEADS)
 
 
 @pytest.mark.parametrize('devices', [1, 8])

@@ -46,6 +46,9 @@ RULES = (  # (key regex, predicate, what is allowed); the first full match appli
 )
 
 
+FLAGS = r'online_probe'   # keys whose value must be True or False
+
+
 def _is_number(v):
   return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -70,6 +73,8 @@ def check_ranges(config):
     numbers = [v for v in values if _is_number(v)]
     if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
       raise ValueError(f'{path}={value!r}: must be finite')
+    if re.fullmatch(FLAGS, key) and not isinstance(value, bool):
+      raise ValueError(f'{path}={value!r}: must be True or False')
     for pattern, ok, allowed in RULES:
       if re.fullmatch(pattern, key):
         bad = [v for v in numbers if not ok(v)]

@@ -15,6 +15,13 @@ sets `METHOD` in its module so `tlu.methods.get(name)` finds it). It says:
   - `check(config)`: the ranges of its config values (ValueError naming key and value).
 The loop, the step, checkpoints, freezing and evaluation belong to the house.
 
+The online linear probe (solo-learn's protocol) is the house's too: with the task's
+`online_probe` on, `model_heads` adds a linear classifier `online_probe` on the backbone
+features and `objective` (what the train step differentiates) adds its cross-entropy on
+`jax.lax.stop_gradient` of the features the method returned in `aux['outputs']`, so the
+backbone's and the method's heads' gradients are the method's alone. 'images' methods
+then read labels too; only the probe uses them.
+
 Regularisers compose by subclassing: a method variant that adds a penalty (BSP on
 DANN, L2-SP on fine-tuning) is a method file whose `loss_fn` calls the parent's
 and adds its term, and whose `init_extra` adds the state the penalty needs (the
@@ -22,10 +29,16 @@ source weights for L2-SP) beside the parent's; `aux['outputs']` (features,
 logits) lets the penalty reuse the parent's forward pass.
 """
 
+import jax
 import jax.numpy as jnp
+import optax
 
 from tlu.data import augment as augment_lib, loader
+from tlu.models import heads as heads_lib
 from tlu.models.norm import Mode
+
+PROBE = 'online_probe'   # the online linear probe's head (and parameter subtree) name
+PROBE_INPUTS = ('labelled', 'images')   # batches that can carry labels for the probe
 
 
 def register(cls):
@@ -49,6 +62,7 @@ class Method:
     mode: the `Mode` that training forward passes use (frozen BatchNorm layers).
     augment: on-device `augment(key, images) -> images` or None.
     host_every: steps between `host_update` calls (0: only before the first step, if at all).
+    online_probe: train the online linear probe beside the method (`objective`).
   """
   name = ''
   inputs = 'labelled'   # 'labelled' | 'images' | 'paired' | 'indexed' (see `batches`)
@@ -57,10 +71,10 @@ class Method:
   host_every = 0
 
   def __init__(self, config, model, *, num_steps, batch_size, epoch_steps, num_examples,
-               mode=Mode(True), augment=None):
+               mode=Mode(True), augment=None, online_probe=False):
     self.config, self.model, self.num_steps, self.mode = config, model, num_steps, mode
     self.batch_size, self.epoch_steps, self.augment = batch_size, epoch_steps, augment
-    self.num_examples = num_examples
+    self.num_examples, self.online_probe = num_examples, online_probe
 
   # ------------------------------------------------------------------ what a method declares
 
@@ -79,12 +93,49 @@ class Method:
     """{name: tlu.models.heads.Head} the model needs for this method."""
     raise NotImplementedError
 
+  @classmethod
+  def model_heads(cls, config, num_classes, online_probe=False):
+    """`heads()` and, with `online_probe`, the linear classifier `online_probe` (features
+    (N, F) -> logits (N, num_classes)): the heads the house builds the model with."""
+    heads = dict(cls.heads(config, num_classes))
+    if online_probe:
+      heads[PROBE] = heads_lib.classifier(num_classes)
+    return heads
+
   def init_extra(self, variables, rng):
     del variables, rng
     return {}
 
   def loss_fn(self, params, model_state, batch, rng):
     raise NotImplementedError
+
+  def objective(self, params, model_state, batch, rng):
+    """What the train step differentiates: `loss_fn`, plus the online probe's loss when on.
+
+    The probe's loss is the mean cross-entropy of `online_probe` on stop_gradient of
+    aux['outputs']['features'] (V * N rows: the V views the method returned, in view
+    order) against batch['label'] (N,) repeated per view, as solo-learn averages over
+    its large crops. Returns (method loss + probe loss, aux) with aux['metrics'] also
+    holding 'loss' (the method's own, the logged loss), 'online_probe_loss' and
+    'online_probe_accuracy' (on the training views).
+    """
+    loss, aux = self.loss_fn(params, model_state, batch, rng)
+    if not self.online_probe:
+      return loss, aux
+    features = aux.get('outputs', {}).get('features')
+    labels = batch['label']
+    if features is None or features.shape[0] % labels.shape[0]:
+      raise ValueError(f'online_probe: {self.name} must return aux["outputs"]["features"] '
+                       f'of whole views of the batch ({labels.shape[0]} rows each)')
+    labels = jnp.tile(labels, features.shape[0] // labels.shape[0])
+    logits = self.model.apply({'params': params}, PROBE,
+                              jax.lax.stop_gradient(features).astype(jnp.float32),
+                              method='apply_head')
+    probe_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    metrics = {**aux.get('metrics', {}), 'loss': loss, 'online_probe_loss': probe_loss,
+               'online_probe_accuracy': accuracy}
+    return loss + probe_loss, {**aux, 'metrics': jax.lax.stop_gradient(metrics)}
 
   def after_update(self, state):
     return state
@@ -102,9 +153,11 @@ class Method:
     'labelled': {'image', 'label'} of splits.train; 'images': {'image'} of splits.train;
     'paired': splits.train's {'image', 'label'} with splits.target's images as
     'target_image'; 'indexed': {'image', 'index'} of splits.train (labels never read).
+    With the online probe, 'images' batches carry 'label' too (read by the probe only;
+    the order of the examples is the same).
     """
     kw = dict(seed=seed, process_index=process_index, process_count=process_count)
-    if self.inputs == 'labelled':
+    if self.inputs == 'labelled' or (self.inputs == 'images' and self.online_probe):
       return loader.train_iterator(splits.train, self.batch_size, **kw)
     if self.inputs == 'images':
       return loader.train_iterator(splits.train, self.batch_size, keys=('image',), **kw)

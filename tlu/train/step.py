@@ -5,7 +5,9 @@ A method supplies a pure
 with model_state = {'batch_stats', 'step': int32 scalar, 'extra': the method's state}
 and aux a dict holding 'batch_stats' (updated statistics), optionally 'extra' (new
 method state) and 'metrics' (scalars to log); and `after_update(state) -> state`,
-run inside the same jit after the optimizer (EMA targets, queues, centring).
+run inside the same jit after the optimizer (EMA targets, queues, centring). The step
+differentiates `method.objective`: `loss_fn`, plus the online linear probe's
+cross-entropy on stop-gradient features when the task turns it on (`Method.objective`).
 """
 
 import jax
@@ -20,7 +22,7 @@ def make_train_step(method, tx, mesh):
 
   def step(state, batch):
     model_state = {'batch_stats': state.batch_stats, 'step': state.step, 'extra': state.extra}
-    grad_fn = jax.value_and_grad(method.loss_fn, has_aux=True)
+    grad_fn = jax.value_and_grad(method.objective, has_aux=True)
     (loss, aux), grads = grad_fn(state.params, model_state, batch, state.step_key())
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -3,7 +3,16 @@
 A task config holds `method` (its `name` and hyperparameters), `model`,
 `optimizer`, `freeze` (big_vision's `(regex, None | lr multiplier)` pairs: None is
 frozen, in the optimizer *and* in BatchNorm), `augment`, `steps` (or `epochs`),
-`batch_size`, `seed`, `evaluators` and the logging/checkpoint intervals. `Trainer`
+`batch_size`, `seed`, `evaluators`, `online_probe` and the logging/checkpoint intervals.
+
+`online_probe` (bool, default False) trains solo-learn's online linear probe during
+the run: a linear classifier `online_probe` on stop_gradient of the backbone features,
+its cross-entropy added to the method's loss (`tlu.methods.base.Method.objective`), so
+the backbone trains as without it; its test accuracy (evaluator `online_probe`,
+BatchNorm in inference mode) is reported at every evaluation. It rides on the one
+optimizer: give it its own learning rate with a `freeze` entry `('online_probe/.*', m)`
+(lr x m). Global-norm clipping (`optimizer.grad_clip_norm`) sees its gradient with the
+others' unless such an entry puts it in its own group. `Trainer`
 builds the model with the method's heads, the masked optimizer, the train state
 with the method's state, and runs `tlu.train.session.fit`; compiled steps are
 shared by the cells of a sweep that differ only in seed.
@@ -19,6 +28,7 @@ import jax.numpy as jnp
 
 from tlu import evaluators as evaluators_lib, methods
 from tlu.data import augment as augment_lib
+from tlu.methods.base import PROBE, PROBE_INPUTS
 from tlu.models import build_model
 from tlu.models.norm import train_mode
 from tlu.train import optim, session
@@ -54,7 +64,9 @@ def augment_fn(spec):
 def build_method(cfg, splits, model=None):
   """(method instance, model, tx) of a task config: heads from the method, freezing from cfg."""
   method_cls = methods.get(cfg.method.name)
-  model = model or build_model(cfg.model, method_cls.heads(cfg.method, splits.num_classes))
+  probe = cfg.get('online_probe', False)
+  model = model or build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
+                                                                  probe))
   groups = tuple(tuple(g) for g in cfg.get('freeze', ()))
   steps, epoch = num_steps(cfg, len(splits.train))
   base = lambda: optim.base_optimizer(cfg.optimizer, steps, cfg.batch_size)
@@ -62,8 +74,16 @@ def build_method(cfg, splits, model=None):
       else base()
   method = method_cls(cfg.method, model, num_steps=steps, batch_size=cfg.batch_size,
                       epoch_steps=epoch, num_examples=len(splits.train), mode=train_mode(freeze_lib.frozen_patterns(groups)),
-                      augment=augment_fn(cfg.get('augment')))
+                      augment=augment_fn(cfg.get('augment')), online_probe=probe)
   return method, model, tx
+
+
+def evaluator_specs(cfg):
+  """{evaluator name: kwargs} of a task: `cfg.evaluators`, and `online_probe` when on."""
+  specs = dict(cfg.get('evaluators', {}))
+  if cfg.get('online_probe', False):
+    specs[PROBE] = {}
+  return specs
 
 
 def _abstract_params(model, splits):
@@ -130,8 +150,8 @@ class Trainer:
     evaluate: state -> {name: value}; default: `cfg.evaluators` built on the test split.
     """
     method, _, _, _, train_step = self.build(cfg, splits)
-    if evaluate is None and cfg.get('evaluators'):
-      evaluate = evaluators_lib.build(cfg.evaluators, self.context(cfg, splits))
+    if evaluate is None and evaluator_specs(cfg):
+      evaluate = evaluators_lib.build(evaluator_specs(cfg), self.context(cfg, splits))
     state = state if state is not None else self.init_state(cfg, splits, init)
     steps, _ = num_steps(cfg, len(splits.train))
     batches = method.batches(splits, seed=cfg.seed, process_index=jax.process_index(),
@@ -216,6 +236,13 @@ def check_task(cfg, splits=None):
   method_cls.check(cfg.method)
   for name in dict(cfg.get('evaluators', {})):
     evaluators_lib.get(name)
+  if cfg.get('online_probe', False) and method_cls.inputs not in PROBE_INPUTS:
+    raise ValueError(f'online_probe=True: method {method_cls.name} reads {method_cls.inputs!r} '
+                     f'batches; the probe needs labelled images ({", ".join(PROBE_INPUTS)} '
+                     'methods)')
+  if PROBE in dict(cfg.get('evaluators', {})):
+    raise ValueError(f'evaluators.{PROBE}: set online_probe=True instead '
+                     '(it adds the probe and its evaluator)')
   optim.base_optimizer(cfg.optimizer, max(cfg.get('steps', 0), 1), cfg.batch_size)
   augment_fn(cfg.get('augment'))
   for group in cfg.get('freeze', ()):
@@ -225,5 +252,6 @@ def check_task(cfg, splits=None):
   if not (cfg.get('steps', 0) >= 1 or (cfg.get('steps', 0) == 0 and cfg.get('epochs', 0) >= 1)):
     raise ValueError(f"steps={cfg.get('steps')}: must be >= 1 (or 0 with epochs >= 1)")
   if splits is not None:
-    model = build_model(cfg.model, method_cls.heads(cfg.method, splits.num_classes))
+    model = build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
+                                                          cfg.get('online_probe', False)))
     _abstract_params(model, splits)
