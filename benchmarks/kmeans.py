@@ -3,28 +3,32 @@
 All three run plain Lloyd from the same initial centroids C0 for the same fixed number
 of iterations M (scikit-learn: tol=0, faiss: niter=M, no subsampling), so their times
 are comparable and their final inertias should agree. Inertias are all recomputed by
-one evaluator (numpy, on the final centroids). tlu's compile time is
-excluded from its median and reported separately. One line per size:
+one evaluator (numpy, on the final centroids). The libraries run interleaved (tlu,
+sklearn, faiss, tlu, ...) so load from other processes hits all alike; each time is
+a median over `--repeats` runs. tlu's compile time is excluded from its median and
+reported separately. One line per size, with speed-ups (peer time / tlu time):
 
-  python -m benchmarks.kmeans [--sizes small|all] [--iters 20] [--repeats 3]
+  python -m benchmarks.kmeans [--sizes small|large|all] [--iters 20] [--repeats 3]
   python -m benchmarks.kmeans --streaming   # 1M and 10M x 128, never all in memory
-  python -m benchmarks.kmeans --threads 1  # same thread budget for sklearn and faiss
+  python -m benchmarks.kmeans --threads 1  # the same thread budget for every library
 """
 
 import argparse
+import os
 import resource
 import statistics
 import time
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax._src import xla_bridge  # backends_are_initialized: no public API
 
 from tlu.unsupervised import kmeans as kmeans_lib
 
 SIZES = {'small': [(100_000, 64, 100)],
-         'all': [(100_000, 64, 100), (1_000_000, 128, 1000)]}
+         'all': [(100_000, 64, 100), (1_000_000, 128, 1000)],
+         'large': [(1_000_000, 128, 1000)]}
 
 
 def blobs(n, d, k, seed=0):
@@ -54,14 +58,52 @@ def inertia_of(x, centroids, chunk=8192):
   return total
 
 
-def timed(fn, repeats):
-  """(median seconds over `repeats` calls, last result)."""
-  times = []
+def pin_threads(n):
+  """Gives every library the same budget of n threads; call before JAX's first use.
+
+  threadpoolctl caps scikit-learn's OpenMP and BLAS, faiss gets omp_set_num_threads.
+  XLA: n = 1 switches its Eigen pool off by flags; 1 < n < all CPUs binds the process
+  to n CPUs (XLA sizes its pool from the affinity mask). n = 1 does not bind, so the
+  one busy thread can still move away from other jobs' cores.
+  """
+  if xla_bridge.backends_are_initialized():
+    raise RuntimeError('pin_threads must run before JAX creates its CPU client.')
+  cpus = sorted(os.sched_getaffinity(0))
+  if n > len(cpus):
+    raise ValueError(f'--threads {n}, but only {len(cpus)} CPUs are available.')
+  if 1 < n < len(cpus):
+    os.sched_setaffinity(0, cpus[:n])
+  if n == 1:
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen'
+                               '=false intra_op_parallelism_threads=1').strip()
+  try:
+    import faiss  # pylint: disable=import-outside-toplevel
+    faiss.omp_set_num_threads(n)
+  except ImportError:
+    pass
+  from threadpoolctl import threadpool_limits  # pylint: disable=import-outside-toplevel
+  threadpool_limits(n)
+
+
+def timed(fns, repeats):
+  """Calls the functions of `fns` ({name: fn}) in turn, `repeats` rounds; returns
+  {name: (median seconds, last result)}, or (None, None) where a call raised
+  ImportError (the library is absent)."""
+  times = {name: [] for name in fns}
+  outs = {name: None for name in fns}
   for _ in range(repeats):
-    t = time.perf_counter()
-    out = fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times), out
+    for name, fn in fns.items():
+      if times[name] is None:
+        continue
+      t = time.perf_counter()
+      try:
+        outs[name] = fn()
+      except ImportError:
+        times[name] = None
+        continue
+      times[name].append(time.perf_counter() - t)
+  return {name: (statistics.median(t) if t else None, outs[name])
+          for name, t in times.items()}
 
 
 def run_tlu(x_dev, c0, iters, lanes=1):
@@ -91,21 +133,24 @@ def bench_size(n, d, k, iters, repeats, lanes):
   x_dev = jax.device_put(x)
   # max_iter is traced, so a 0-iteration call compiles the same program and runs
   # only the final assignment pass: compile time = that call minus one pass.
-  warm, _ = timed(lambda: run_tlu(x_dev, c0, 0, lanes), 1)
-  t_tlu, (c_tlu, it_tlu) = timed(lambda: run_tlu(x_dev, c0, iters, lanes), repeats)
+  warm = timed({'tlu': lambda: run_tlu(x_dev, c0, 0, lanes)}, 1)['tlu'][0]
+  res = timed({'tlu': lambda: run_tlu(x_dev, c0, iters, lanes),
+               'sklearn': lambda: run_sklearn(x, c0, iters),
+               'faiss': lambda: run_faiss(x, c0, iters)}, repeats)
+  t_tlu, (c_tlu, it_tlu) = res['tlu']
   compile_s = max(warm - t_tlu / (it_tlu + 1), 0.0)
   parts = [f'tlu {t_tlu:.3f}s (compile {compile_s:.2f}s, {it_tlu} it)']
-  ratios = []
-  inertias = [f'tlu {inertia_of(x, c_tlu):.7g}']
-  for name, fn in (('sklearn', run_sklearn), ('faiss', run_faiss)):
-    try:
-      t, (c, it) = timed(lambda fn=fn: fn(x, c0, iters), repeats)
-    except ImportError:
+  inertia_tlu = inertia_of(x, c_tlu)
+  ratios, inertias = [], [f'tlu {inertia_tlu:.7g}']
+  for name in ('sklearn', 'faiss'):
+    t, out = res[name]
+    if t is None:
       parts.append(f'{name} n/a')
       continue
-    parts.append(f'{name} {t:.3f}s ({it} it)')
-    ratios.append(f'tlu/{name} {t_tlu / t:.2f}')
-    inertias.append(f'{name} {inertia_of(x, c):.7g}')
+    inertia = inertia_of(x, out[0])
+    parts.append(f'{name} {t:.3f}s ({out[1]} it)')
+    ratios.append(f'speed-up vs {name} {t / t_tlu:.2f}x')
+    inertias.append(f'{name} {inertia:.7g} ({(inertia_tlu / inertia - 1) * 100:+.3f}%)')
   print(f'kmeans N={n} D={d} K={k} iters={iters} repeats={repeats} | ' + ' '.join(parts)
         + ' | ' + ' '.join(ratios) + ' | inertia ' + ' '.join(inertias), flush=True)
 
@@ -142,9 +187,10 @@ def main():
   parser.add_argument('--sizes', choices=sorted(SIZES), default='small')
   parser.add_argument('--iters', type=int, default=20, help='Lloyd iterations')
   parser.add_argument('--repeats', type=int, default=3,
-                      help='timed runs per library (1 for the 1M size)')
+                      help='interleaved timed runs per library (median)')
   parser.add_argument('--threads', type=int, default=None,
-                      help='cap OpenMP threads of scikit-learn and faiss (default: all)')
+                      help='threads for every library: XLA, scikit-learn, faiss '
+                      '(default: all CPUs, each library its own default)')
   parser.add_argument('--lanes', type=int, default=1,
                       help="tlu's concurrent tiles (see kmeans(lanes=...))")
   parser.add_argument('--streaming', action='store_true',
@@ -153,21 +199,16 @@ def main():
   parser.add_argument('--stream-iters', type=int, default=3)
   args = parser.parse_args()
   warnings.simplefilter('ignore')  # scikit-learn's ConvergenceWarning on duplicates
-  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, sklearn/faiss threads '
-        f'cap {args.threads or "none"}, tlu lanes {args.lanes}', flush=True)
+  if args.threads:
+    pin_threads(args.threads)
+  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, threads '
+        f'{args.threads or "default"} (CPUs {sorted(os.sched_getaffinity(0))}, XLA_FLAGS='
+        f'{os.environ.get("XLA_FLAGS", "")!r}), tlu lanes {args.lanes}', flush=True)
   if args.streaming:
     bench_streaming([int(s) for s in args.stream_sizes.split(',')], args.stream_iters)
     return
-  if args.threads:
-    try:
-      import faiss  # pylint: disable=import-outside-toplevel
-      faiss.omp_set_num_threads(args.threads)
-    except ImportError:
-      pass
-    from threadpoolctl import threadpool_limits  # pylint: disable=import-outside-toplevel
-    threadpool_limits(args.threads)
   for n, d, k in SIZES[args.sizes]:
-    bench_size(n, d, k, args.iters, args.repeats if n < 10**6 else 1, args.lanes)
+    bench_size(n, d, k, args.iters, args.repeats, args.lanes)
 
 
 if __name__ == '__main__':

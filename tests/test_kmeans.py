@@ -60,6 +60,18 @@ def test_inertia_is_sum_of_squared_distances(data):
   np.testing.assert_allclose(float(res.inertia), d2.min(1).sum(), rtol=1e-4)
 
 
+def test_assign_is_brute_force_argmin_with_ties_to_lowest_index():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(700, 5)).astype(np.float32)
+  c = rng.normal(size=(9, 5)).astype(np.float32)
+  c[7] = c[2]  # exact duplicate: its points must go to cluster 2
+  d2 = ((x[:, None, :].astype(np.float64) - c[None]) ** 2).sum(-1)
+  labels, dist = kmeans_lib.assign(x, c, chunk_size=128)  # 5 full chunks and a tail
+  np.testing.assert_array_equal(np.asarray(labels), d2.argmin(1))
+  assert not (np.asarray(labels) == 7).any()
+  np.testing.assert_allclose(np.asarray(dist), d2.min(1), rtol=1e-4, atol=1e-5)
+
+
 def test_kmeans_plusplus_with_restarts_close_to_sklearn_best(data):
   x, _, _ = data
   res = kmeans_lib.kmeans(jax.random.key(3), x, K, n_init=3, chunk_size=256)
