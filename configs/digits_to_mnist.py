@@ -14,9 +14,8 @@ back blurred. `tlu_digits` has no validation split: the source model is scored o
 test split (source data only); the target's labels are read for its test split only.
 
 Published: no paper reports UCI digits -> MNIST. The nearest published handwriting shift
-is USPS (16x16) -> MNIST, e.g. Tzeng et al. 2017 (ADDA), Table 2: source only 57.1,
-ADDA 90.1 (quoted from memory, not re-checked here); the numbers are not comparable.
-Measured: docs/results.md once run.
+is USPS (16x16) -> MNIST (e.g. Tzeng et al. 2017, ADDA, Table 2), on other data: its
+numbers are not comparable and are not quoted here. Measured: docs/results.md.
 """
 
 from configs import digits_supervised, mnist_to_mnist_m

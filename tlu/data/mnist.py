@@ -19,8 +19,7 @@ target model see the same digits and labels. Backgrounds of the three splits com
 disjoint regions of every photograph: each photograph is cut into 64x64 tiles, a seeded
 70% / 10% / 20% of its tiles go to train / validation / test, and a patch lies inside
 one tile of its split. No background pixel of a test image was seen in training, and
-every split covers every part of every photograph. (Column strips, a first try, made
-the splits differ: the source model scored 53% on validation and 68% on test.)
+every split covers every part of every photograph.
 
 Features are `tfds.features.Tensor(uint8)`, not `Image` (no TensorFlow needed).
 """
