@@ -8,7 +8,8 @@ sub-workdir, with `source` set to the sub-workdir of the named stage:
 3. label_efficiency/*: the ten tlu_digits classes with 1/5/10/all labels per class,
    from the contrastive backbone, from a backbone supervised on labelled
    tlu_digits_m (another domain, same classes, fitted to 8x8 grey), and from scratch;
-4. adapt: tlu_digits -> tlu_digits_m with every method `adapt.methods` names;
+4. adapt: real MNIST -> MNIST-M (tlu_mnist -> tlu_mnist_m, configs/mnist_to_mnist_m.py) at
+   seed 0 with every method `adapt.methods` names;
 5. anomaly: one-class anomaly detection on the learned features;
 then report.md in the pipeline workdir. A finished stage (its summary.json exists)
 is not recomputed. Measured: docs/results.md. `:tiny` shrinks every stage to a few
@@ -18,7 +19,7 @@ steps (a smoke test of the wiring, not of the numbers).
 import ml_collections
 
 from configs import (digits_anomaly, digits_cluster, digits_ssl, digits_supervised,
-                     digits_to_digits_m, digits_transfer)
+                     digits_transfer, mnist_to_mnist_m)
 
 STAGES = (('pretrain', 'pretrain', 'pretrain', ''),
           ('cluster', 'cluster', 'cluster', 'pretrain'),
@@ -59,11 +60,8 @@ def get_config(arg=None):
   s.source_task.progress = False
   r = c.transfer_scratch = label_efficiency()              # stage 1's architecture, fresh
   r.strategies, r.head_l2_scale, r.head_init = ('scratch',), 0.0, 'fresh'
-  c.adapt = digits_to_digits_m.get_config()
+  c.adapt = mnist_to_mnist_m.get_config()   # its protocol and step budget, seed 0 only
   c.adapt.seeds = (0,)             # 3-seed means: `python -m experiments.adapt`
-  c.adapt.dann.steps = 150         # the standalone config trains longer; this fits 10 minutes
-  c.adapt.dann.update(dict(log_every=15, eval_every=30, checkpoint_every=30))
-  c.adapt.shot.epochs = 2
   c.anomaly = digits_anomaly.get_config()
   for stage in (c.cluster, c.anomaly):
     stage.pretrain = ml_collections.ConfigDict()   # features come from stage 1
