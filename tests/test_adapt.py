@@ -267,6 +267,7 @@ def test_source_runs_are_per_seed_or_given():
     (('--config.dann.method.domain_head=(100, 2)',), 'ending in 1'),
     (('--config.shot.method.cluster_rounds=-1',), 'cluster_rounds=-1: must be an integer >= 0'),
     (('--config.methods=("shot",)', '--config.source={src}'), 'has no checkpoints'),
+    (('--config.target_validation_split=nope',), "dataset 'tlu_digits_m' has no split 'nope'"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, data_dir, args, message):
   src = tmp_path / 'untrained_source'   # a run directory whose training never saved
