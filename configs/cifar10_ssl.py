@@ -53,7 +53,7 @@ RECIPES = {
                ('lars', 0.4, 0.1, 1e-4), SYMMETRIC),
     'byol': (dict(name='byol', momentum=0.99, projector=(4096, 256), predictor=(4096, 256)),
              ('lars', 1.0, 0.1, 1e-5), ASYMMETRIC),
-    # solo-learn's SGD has PyTorch's default momentum, 0.
+    # solo-learn's SGD momentum default: 0.9 (solo/args/pretrain.py).
     'simsiam': (dict(name='simsiam', projector=(2048, 2048, 2048), predictor=(512, 2048)),
                 ('sgd', 0.5, 0.1, 1e-5), SYMMETRIC_WEAK),
     'mocov3': (dict(name='mocov3', temperature=0.2, momentum=0.99, projector=(4096, 256),
@@ -96,7 +96,7 @@ def get_config(arg=None):
   c.steps = epochs_steps(epochs)
   c.optimizer = ml_collections.ConfigDict(dict(
       name=opt, lr=lr, lr_scaling='linear', base_batch_size=256, weight_decay=weight_decay,
-      momentum=0.9 if opt == 'lars' else 0.0, schedule='cosine', warmup_steps=epochs_steps(10),
+      momentum=0.9, schedule='cosine', warmup_steps=epochs_steps(10),
       grad_clip_norm=0.0))
   c.freeze = (('online_probe/.*', classifier_lr / lr),)
   c.augment = ml_collections.ConfigDict(augment)
