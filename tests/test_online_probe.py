@@ -16,8 +16,12 @@ import methods_check
 from tlu.methods.base import PROBE
 from tlu.train import mesh as mesh_lib, task
 
-SSL = ('simclr', 'mocov3', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino', 'swav',
-       'supcon')
+# The default suite checks one method per kind of head (contrastive, target network,
+# prototypes); every other SSL method under `-m slow`.
+FAST = ('simclr', 'byol', 'swav')
+SSL = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+       for n in ('simclr', 'mocov3', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino', 'swav',
+                 'supcon')]
 
 
 def _config(name, online_probe):
