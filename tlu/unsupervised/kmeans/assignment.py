@@ -20,8 +20,8 @@ def auto_chunk_size(n, k, platform='cpu'):
   the AMD EPYC we measured), a multiple of 64 rows: on one thread it beat 192K-float
   tiles by 2-15% (best of repeats, loaded machine) at (d, k) = (64, 100) and
   (128, 1000), the matmul running faster on wider tiles; 2.5x bigger tiles were no
-  better. GPU/TPU: near 64M floats
-  (256 MiB), so that each matmul has enough work to fill the chip.
+  better. GPU/TPU: near 64M floats (256 MiB), so that each matmul has enough work to
+  fill the chip.
   """
   if platform == 'cpu':
     chunk = max(64, (5 << 16) // max(k, 1) // 64 * 64)
