@@ -11,7 +11,7 @@ loss is written over the whole (N, d) arrays, so GSPMD reduces across devices
 
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.ssl_losses import barlow_twins
 
@@ -35,8 +35,7 @@ class BarlowTwins(Method):
   def check(cls, config):
     if not config.off_diagonal_weight >= 0:
       raise ValueError(f'method.off_diagonal_weight={config.off_diagonal_weight} must be >= 0')
-    if not config.projector or min(config.projector) < 1:
-      raise ValueError(f'method.projector={tuple(config.projector)} must be widths >= 1')
+    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

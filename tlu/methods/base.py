@@ -41,6 +41,13 @@ PROBE = 'online_probe'   # the online linear probe's head (and parameter subtree
 PROBE_INPUTS = ('labelled', 'images')   # batches that can carry labels for the probe
 
 
+def check_widths(config, *keys):
+  """ValueError unless each `config[key]` is a non-empty tuple of layer widths >= 1."""
+  for key in keys:
+    if not config[key] or min(config[key]) < 1:
+      raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+
+
 def register(cls):
   """Class decorator: marks `cls` as its module's method (found by the module's name)."""
   import sys  # pylint: disable=import-outside-toplevel

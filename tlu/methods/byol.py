@@ -12,7 +12,7 @@ follows xi <- tau xi + (1 - tau) theta after every step, tau = 1 - (1 - tau_base
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.momentum import cosine_momentum, ema_update
 from tlu.unsupervised.ssl_losses import normalized_mse
@@ -41,9 +41,7 @@ class BYOL(Method):
   def check(cls, config):
     if not 0 <= config.momentum <= 1:
       raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
-    for key in ('projector', 'predictor'):
-      if not config[key] or min(config[key]) < 1:
-        raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+    check_widths(config, 'projector', 'predictor')
     if config.projector[-1] != config.predictor[-1]:
       raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
                        f'projector\'s output width {config.projector[-1]}')

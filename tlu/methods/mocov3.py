@@ -7,7 +7,7 @@ over the global batch; the keys of the other images of the batch are the negativ
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import info_nce
 from tlu.unsupervised.momentum import cosine_momentum, ema_update
@@ -38,9 +38,7 @@ class MoCoV3(Method):
       raise ValueError(f'method.temperature={config.temperature} must be > 0')
     if not 0 <= config.momentum <= 1:
       raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
-    for key in ('projector', 'predictor'):
-      if not config[key] or min(config[key]) < 1:
-        raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+    check_widths(config, 'projector', 'predictor')
     if config.projector[-1] != config.predictor[-1]:
       raise ValueError('method.predictor must end in the projector\'s output width')
 

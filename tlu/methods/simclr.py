@@ -10,7 +10,7 @@ never read.
 
 from jax import numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import nt_xent
 
@@ -32,8 +32,7 @@ class SimCLR(Method):
   def check(cls, config):
     if not config.temperature > 0:
       raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    if not config.projector or min(config.projector) < 1:
-      raise ValueError(f'method.projector={tuple(config.projector)} must be widths >= 1')
+    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

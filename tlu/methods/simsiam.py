@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.models.norm import BatchNorm
 from tlu.train.step import feature_std
@@ -59,9 +59,7 @@ class SimSiam(Method):
 
   @classmethod
   def check(cls, config):
-    for key in ('projector', 'predictor'):
-      if not config[key] or min(config[key]) < 1:
-        raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+    check_widths(config, 'projector', 'predictor')
     if config.projector[-1] != config.predictor[-1]:
       raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
                        f'projector\'s output width {config.projector[-1]}')

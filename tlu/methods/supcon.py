@@ -15,7 +15,7 @@ Written over the global batch (GSPMD gathers the projections across devices).
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
 
@@ -57,8 +57,7 @@ class SupCon(Method):
   def check(cls, config):
     if not config.temperature > 0:
       raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    if not config.projector or min(config.projector) < 1:
-      raise ValueError(f'method.projector={tuple(config.projector)} must be widths >= 1')
+    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

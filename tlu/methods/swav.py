@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from tlu.data.augment import num_global_views
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
 from tlu.unsupervised.multicrop import forward_views
@@ -103,8 +103,7 @@ class SwAV(Method):
 
   @classmethod
   def check(cls, config):
-    if not config.projector or min(config.projector) < 1:
-      raise ValueError(f'method.projector={tuple(config.projector)} must be widths >= 1')
+    check_widths(config, 'projector')
     if not config.num_prototypes >= 1:
       raise ValueError(f'method.num_prototypes={config.num_prototypes} must be >= 1')
     for key in ('temperature', 'epsilon'):

@@ -12,7 +12,7 @@ so GSPMD reduces across devices.
 
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, register
+from tlu.methods.base import Method, check_widths, register
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.ssl_losses import vicreg
 
@@ -44,8 +44,7 @@ class VICReg(Method):
     for key in ('gamma', 'eps'):
       if not config[key] > 0:
         raise ValueError(f'method.{key}={config[key]} must be > 0')
-    if not config.projector or min(config.projector) < 1:
-      raise ValueError(f'method.projector={tuple(config.projector)} must be widths >= 1')
+    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):
