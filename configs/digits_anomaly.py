@@ -23,6 +23,7 @@ def get_config(arg=None):
   c.source_step = config_dict.placeholder(int)   # checkpoint step of the source (None: latest)
   c.pretrain = digits_ssl.get_config()
   c.pretrain.progress = False
+  c.pretrain.model = digits_supervised.cnn()   # the flattened CNN the digits configs share
   c.knn_k = 5
   c.mahalanobis_shrinkage = 0.1
   c.kmeans_clusters = 5

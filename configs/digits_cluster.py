@@ -24,6 +24,7 @@ def get_config(arg=None):
   c.source_step = config_dict.placeholder(int)   # checkpoint step of the source (None: latest)
   c.pretrain = digits_ssl.get_config()
   c.pretrain.progress = False
+  c.pretrain.model = digits_supervised.cnn()   # the flattened CNN the digits configs share
   c.num_clusters = 0                  # 0 = number of classes
   c.n_init = 10
   c.max_iter = 300

@@ -18,13 +18,19 @@ def dataset(name='tlu_digits', classes=(), image_size=0, channels=0):
       classes=tuple(classes), image_size=image_size, channels=channels))
 
 
+def cnn():
+  """The small CNN, its last conv map flattened into the 512-d features (fixes the input size)."""
+  return ml_collections.ConfigDict(dict(name='cnn', use_bn=True, widths=(64, 128), features=512,
+                                        pool='flatten'))
+
+
 def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = dataset('tlu_digits/32x32_rgb' if arg == 'rgb32' else 'tlu_digits')
   c.method = ml_collections.ConfigDict(dict(name='supervised', label_smoothing=0.0,
                                             head_l2_scale=0.0))
-  c.model = ml_collections.ConfigDict(dict(name='cnn', use_bn=True, widths=(64, 128), features=512))
+  c.model = cnn()
   c.freeze = ()                # (regex, None | lr multiplier) pairs; None = frozen
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', lr=2e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=20,

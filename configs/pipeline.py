@@ -51,6 +51,7 @@ def get_config(arg=None):
   c.pretrain.progress = False
   c.pretrain.steps = 1000          # a flatter NT-Xent suits few-label transfer
   c.pretrain.method.temperature = 1.0
+  c.pretrain.model = digits_supervised.cnn()   # the supervised source's architecture
   c.cluster = digits_cluster.get_config()
   c.cluster.tsne = True
   c.transfer = label_efficiency()

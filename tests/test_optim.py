@@ -1,9 +1,11 @@
 """Optimizer options: batch-size lr scaling and gradient accumulation, against hand-derived values."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from tlu.train import optim
 
@@ -40,3 +42,46 @@ def test_warmup_then_cosine():
   np.testing.assert_allclose(float(sched(5)), 0.05, rtol=1e-6)
   np.testing.assert_allclose(float(sched(10)), 0.1, rtol=1e-6)
   np.testing.assert_allclose(float(sched(60)), 0.05, rtol=1e-5)  # half-way down the cosine
+
+
+def _sgd_updates(tx, params, grads, steps):
+  state, out = tx.init(params), []
+  for _ in range(steps):
+    updates, state = tx.update(grads, state, params)
+    out.append(updates)
+  return out
+
+
+def test_unscheduled_leaves_train_at_the_peak_lr_and_the_rest_on_the_schedule():
+  # Plain SGD (momentum 0): update_t = -lr_t * g. Warmup 2 then cosine over 8 steps for the
+  # backbone, 0.1 at every step for the predictor (SimSiam's fixed predictor lr).
+  cfg = _cfg(schedule='cosine', warmup_steps=2, unscheduled=('predictor/.*',))
+  params = {'backbone': {'kernel': jnp.zeros(2)}, 'predictor': {'dense0': {'kernel': jnp.zeros(2)}}}
+  grads = {'backbone': {'kernel': jnp.ones(2)}, 'predictor': {'dense0': {'kernel': jnp.ones(2)}}}
+  updates = _sgd_updates(optim.optimizer(cfg, total_steps=10), params, grads, 6)
+  lr = [0.0, 0.05] + [0.1 * 0.5 * (1 + np.cos(np.pi * t / 8)) for t in range(4)]
+  for t, u in enumerate(updates):
+    np.testing.assert_allclose(u['backbone']['kernel'], -lr[t], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(u['predictor']['dense0']['kernel'], -0.1, rtol=1e-6)
+
+
+def test_unscheduled_composes_with_a_frozen_group():
+  from tlu.transfer import freeze
+  cfg = _cfg(schedule='cosine', warmup_steps=2, unscheduled=('predictor/.*',))
+  params = {'backbone': {'kernel': jnp.zeros(2)}, 'predictor': {'kernel': jnp.zeros(2)},
+            'head': {'kernel': jnp.zeros(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  tx = freeze.masked_optimizer(lambda: optim.optimizer(cfg, total_steps=10), params,
+                               (('backbone/.*', None),))
+  u = _sgd_updates(tx, params, grads, 2)[1]
+  np.testing.assert_array_equal(u['backbone']['kernel'], 0.0)
+  np.testing.assert_allclose(u['predictor']['kernel'], -0.1, rtol=1e-6)
+  np.testing.assert_allclose(u['head']['kernel'], -0.05, rtol=1e-6)   # warmup step 1
+
+
+def test_an_unscheduled_pattern_that_matches_nothing_is_refused():
+  params = {'backbone': {'kernel': jnp.zeros(2)}}
+  optim.check_unscheduled(_cfg(unscheduled=('backbone/.*',)), params)
+  for bad in ('predictor/.*', '(', 3):
+    with pytest.raises(ValueError, match='optimizer.unscheduled'):
+      optim.check_unscheduled(_cfg(unscheduled=(bad,)), params)

@@ -1,7 +1,11 @@
 """Optimizers and learning-rate schedules from config, all optax."""
 
+import re
+
 import jax
 import optax
+
+from tlu.transfer.paths import map_with_paths, match_any
 
 
 def scaled_lr(cfg, batch_size=None):
@@ -23,10 +27,15 @@ def scaled_lr(cfg, batch_size=None):
   raise ValueError(f'unknown lr_scaling {rule!r}; use linear, sqrt or none')
 
 
-def schedule(cfg, total_steps, batch_size=None):
-  """cfg: lr, schedule ('constant'|'cosine'|'step'), warmup_steps -> optax schedule."""
+def schedule(cfg, total_steps, batch_size=None, static=False):
+  """cfg: lr, schedule ('constant'|'cosine'|'step'), warmup_steps -> optax schedule.
+
+  static: the peak lr at every step, no warmup (cfg's schedule ignored).
+  """
   lr, warmup = scaled_lr(cfg, batch_size), cfg.get('warmup_steps', 0)
   name = cfg.get('schedule', 'cosine')
+  if static:
+    return optax.constant_schedule(lr)
   if name == 'constant':
     main = optax.constant_schedule(lr)
   elif name == 'cosine':
@@ -44,17 +53,51 @@ def schedule(cfg, total_steps, batch_size=None):
   return main
 
 
-def base_optimizer(cfg, total_steps, batch_size=None):
+def optimizer(cfg, total_steps, batch_size=None):
+  """`base_optimizer`, with `cfg.unscheduled` (full-match regexes over `/`-joined
+  parameter paths, e.g. `('predictor/.*',)`): the leaves they match train at the peak lr
+  from the first step to the last, no warmup or decay (SimSiam's fixed predictor lr,
+  Chen & He 2021 section 4.2; solo-learn's `static_lr`), the others on the schedule.
+
+  The labels are computed from the tree the optimizer is initialised on, so this composes
+  with `tlu.transfer.freeze.masked_optimizer`. With patterns, each group has its own
+  optimizer state, so `grad_clip_norm` clips each group's gradient apart.
+  """
+  patterns = tuple(cfg.get('unscheduled', ()))
+  if not patterns:
+    return base_optimizer(cfg, total_steps, batch_size)
+  labels = lambda tree: map_with_paths(
+      lambda path, _: 'static' if match_any(path, patterns) else 'scheduled', tree)
+  return optax.multi_transform(
+      {'scheduled': base_optimizer(cfg, total_steps, batch_size),
+       'static': base_optimizer(cfg, total_steps, batch_size, static=True)}, labels)
+
+
+def check_unscheduled(cfg, params):
+  """A ValueError unless every `cfg.unscheduled` regex matches some parameter path."""
+  paths = []
+  map_with_paths(lambda path, _: paths.append(path), params)
+  for pattern in cfg.get('unscheduled', ()):
+    try:
+      matched = isinstance(pattern, str) and any(match_any(p, pattern) for p in paths)
+    except re.error:
+      matched = False
+    if not matched:
+      raise ValueError(f'optimizer.unscheduled entry {pattern!r} matches no parameter path '
+                       f'(e.g. {paths[0]!r})')
+
+
+def base_optimizer(cfg, total_steps, batch_size=None, static=False):
   """cfg: name ('sgd'|'adam'|'adamw'|'lars'), lr, weight_decay, momentum, schedule, warmup_steps.
 
   Optional: lr_scaling/base_batch_size (see scaled_lr), grad_clip_norm, and
   grad_accum_steps: average gradients over that many micro-batches per update
   (optax.MultiSteps). `total_steps` and `batch_size` are the loop's (micro-batch)
   steps and global batch; the schedule runs over updates and scales the lr by the
-  effective batch, batch_size * grad_accum_steps.
+  effective batch, batch_size * grad_accum_steps. static: the peak lr throughout.
   """
   accum = cfg.get('grad_accum_steps', 1)
-  lr = schedule(cfg, max(total_steps // accum, 1), batch_size and batch_size * accum)
+  lr = schedule(cfg, max(total_steps // accum, 1), batch_size and batch_size * accum, static)
   name, wd = cfg.name, cfg.get('weight_decay', 0.0)
   # Decay only kernels (not biases or BatchNorm scales), as SimCLR/big_vision do.
   decay_mask = _kernels

@@ -69,9 +69,9 @@ def build_method(cfg, splits, model=None):
                                                                   probe))
   groups = tuple(tuple(g) for g in cfg.get('freeze', ()))
   steps, epoch = num_steps(cfg, len(splits.train))
-  base = lambda: optim.base_optimizer(cfg.optimizer, steps, cfg.batch_size)
-  tx = freeze_lib.masked_optimizer(base, _abstract_params(model, splits), groups) if groups \
-      else base()
+  params = _abstract_params(model, splits)
+  base = lambda: optim.optimizer(cfg.optimizer, steps, cfg.batch_size)
+  tx = freeze_lib.masked_optimizer(base, params, groups) if groups else base()
   method = method_cls(cfg.method, model, num_steps=steps, batch_size=cfg.batch_size,
                       epoch_steps=epoch, num_examples=len(splits.train), mode=train_mode(freeze_lib.frozen_patterns(groups)),
                       augment=augment_fn(cfg.get('augment')), online_probe=probe)
@@ -254,4 +254,4 @@ def check_task(cfg, splits=None):
   if splits is not None:
     model = build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
                                                           cfg.get('online_probe', False)))
-    _abstract_params(model, splits)
+    optim.check_unscheduled(cfg.optimizer, _abstract_params(model, splits))
