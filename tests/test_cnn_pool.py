@@ -32,6 +32,12 @@ def test_global_pool_feeds_fc_the_mean_of_the_last_conv_map():
   np.testing.assert_allclose(cnn.apply(v, x), want, rtol=1e-4, atol=1e-5)
   assert cnn.apply(v, jnp.ones((2, 4, 4, 1))).shape == (2, 5)   # a smaller crop fits
 
+  # features=0: no fc layer, the pooled map itself (ResNet-style), same conv weights.
+  bare = SmallCNN(widths=(4, 6), features=0, use_bn=False, pool='global')
+  conv_only = {'params': {k: v['params'][k] for k in ('conv0', 'conv1')}}
+  assert set(bare.init(jax.random.key(0), x)['params']) == {'conv0', 'conv1'}
+  np.testing.assert_allclose(bare.apply(conv_only, x), h.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
 
 def test_default_pool_flattens_as_before_and_registry_passes_the_key():
   x = jnp.zeros((1, 8, 8, 1))
@@ -42,3 +48,5 @@ def test_default_pool_flattens_as_before_and_registry_passes_the_key():
   assert pooled.init(jax.random.key(0), x)['params']['backbone']['fc']['kernel'].shape == (16, 16)
   with pytest.raises(ValueError, match='model.pool'):
     build_model({'name': 'cnn', 'pool': 'max'}).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match='model.features=0'):   # only the CNN goes without fc
+    build_model({'name': 'mlp', 'features': 0})

@@ -26,11 +26,12 @@ def _unit(v):
 
 RULES = (  # (key regex, predicate, what is allowed); the first full match applies
     (r'(.*_)?batch_size|checkpoint_every|log_every|keep_checkpoints|n_init|max_iter|'
-     r'knn_k|k|kmeans_clusters|pca_components|trials|lp_steps|features|width|'
+     r'knn_k|k|kmeans_clusters|pca_components|trials|lp_steps|width|'
      r'grad_accum_steps|base_batch_size|num_prototypes|.*_iterations|local_crops|kernel_size',
      _positive,
      'an integer >= 1'),
     (r'steps', _non_negative, '>= 1 (or 0 with epochs >= 1)'),
+    (r'features', _non_negative, 'an integer >= 0 (0: no fc layer, cnn only)'),
     (r'epochs|steps_per_epoch|eval_every|warmup_steps|num_clusters|image_size|channels|'
      r'cluster_rounds|few_shot_trials|.*_steps|local_size', _non_negative,
      'an integer >= 0 (0: off or all)'),

@@ -16,7 +16,8 @@ class SmallCNN(nn.Module):
   or 'global' (the average over positions, widths[-1] values, as ResNets do: one
   set of weights for every input size, e.g. multi-crop's global and local crops).
   `kernel_size` and `padding` set the convolutions ('SAME' or 'VALID'); `hidden` adds
-  fc layers (with ReLU) before the `features` layer. The DANN paper's MNIST network is
+  fc layers (with ReLU) before the `features` layer; `features=0` has no fc layer at all:
+  the pooled conv map (BatchNorm -> ReLU -> pool) is the output, as in a ResNet. The DANN paper's MNIST network is
   widths (32, 48), kernel 5, 'VALID', hidden (100,), features 100, no BatchNorm.
   """
   widths: tuple = (64, 128)
@@ -48,4 +49,6 @@ class SmallCNN(nn.Module):
       raise ValueError(f"model.pool={self.pool!r}: must be 'flatten' or 'global'")
     for i, width in enumerate(self.hidden):
       x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f'fc_hidden{i}')(x))
-    return nn.relu(nn.Dense(self.features, dtype=self.dtype, name='fc')(x)).astype(jnp.float32)
+    if self.features:
+      x = nn.relu(nn.Dense(self.features, dtype=self.dtype, name='fc')(x))
+    return x.astype(jnp.float32)

@@ -27,9 +27,16 @@ def _vit(name, c):
                  dtype=jnp.dtype(c.get('dtype', 'float32')))
 
 
+def _at_least_one(features):
+  if features < 1:
+    raise ValueError(f'model.features={features}: must be an integer >= 1 for this model')
+  return features
+
+
 BACKBONES = {
     'mlp': lambda c: MLPBackbone(widths=tuple(c.get('widths', (256,))),
-                                 features=c.get('features', 128), use_bn=c.get('use_bn', True)),
+                                 features=_at_least_one(c.get('features', 128)),
+                                 use_bn=c.get('use_bn', True)),
     'cnn': lambda c: SmallCNN(widths=tuple(c.get('widths', (64, 128))),
                               features=c.get('features', 512), use_bn=c.get('use_bn', True),
                               dtype=jnp.dtype(c.get('dtype', 'float32')),
