@@ -17,6 +17,20 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
+# The subprocesses (the CLI stages, the multi-device checks) run XLA's CPU backend at LLVM
+# -O0: their compiles take about half the time (most of their wall time is compiling tiny
+# programs) and a few steps run about as fast. HLO passes (fusion, simplification) are
+# unchanged, results differ at most by rounding; those checks compare runs made under the
+# same flags, or use tolerances. This process keeps XLA's defaults: some in-process checks
+# are exact where rounding could flip a near tie (the probe's invariance to affine inputs).
+# TLU_TEST_XLA_FLAGS='' runs the subprocesses at XLA's defaults too.
+TEST_XLA_FLAGS = os.environ.get('TLU_TEST_XLA_FLAGS', '--xla_backend_optimization_level=0')
+
+
+def xla_flags(devices):
+  """XLA_FLAGS for a subprocess on `devices` simulated CPU devices, with the test flags."""
+  return f'{TEST_XLA_FLAGS} --xla_force_host_platform_device_count={devices}'.strip()
+
 
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
@@ -26,7 +40,7 @@ def data_dir(tmp_path_factory):
 def run_stage(stage, *args, devices=1, timeout=300, check=False):
   """Runs `python -m experiments.<stage> args...` in a subprocess on `devices` CPU devices."""
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['XLA_FLAGS'] = xla_flags(devices)
   proc = subprocess.run([sys.executable, '-m', f'experiments.{stage}', *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
   if check and proc.returncode != 0:

@@ -77,9 +77,10 @@ def max_diff(a, b):
 
 def run_on_eight_devices(name):
   """This script for `name` in a subprocess on 8 simulated CPU devices -> its JSON line."""
+  from conftest import xla_flags  # pylint: disable=import-outside-toplevel  (under pytest)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': root,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+         'XLA_FLAGS': xla_flags(8)}
   proc = subprocess.run([sys.executable, os.path.abspath(__file__), name], cwd=root, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import xla_flags
 from tlu.unsupervised.contrastive import nt_xent
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def test_global_batch_loss_on_8_devices_uses_all_negatives(tmp_path):
   temperature = 0.5
   np.savez(tmp_path / 'z.npz', z1=z1, z2=z2)
   env = {**os.environ,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
+         'XLA_FLAGS': xla_flags(8),
          'JAX_PLATFORMS': 'cpu',
          'PYTHONPATH': os.pathsep.join(
              [str(REPO), os.environ.get('PYTHONPATH', '')])}

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import run_stage
+from conftest import run_stage, xla_flags
 from tlu.data import loader, sources
 from tlu.evaluate import features
 from tlu.models import build_model
@@ -90,7 +90,7 @@ print(json.dumps({'devices': jax.device_count(), 'mesh_size': mesh.size}))
 
 def test_eight_devices_give_the_same_features(tmp_path, data_dir, one_device_features):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+         'XLA_FLAGS': xla_flags(8)}
   out_file = tmp_path / 'features.npz'
   proc = subprocess.run([sys.executable, '-c', _EIGHT_DEVICES, data_dir, str(out_file),
                          str(BATCH)], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -112,15 +112,13 @@ def test_empty_image_array_fails(model_and_variables):
 
 
 # The stages that read a run's features. One tiny pretraining serves them all: the cluster
-# stage trains it itself (no source), the others are given it as --config.source.
+# stage trains it itself (no source), the others are given it as --config.source. Only its
+# checkpoint is read: no evaluators at its end (the pretrain stage's own tests run them).
 
 def _tiny_pretrain(data_dir):
   return [f'--config.pretrain.dataset.data_dir={data_dir}', '--config.pretrain.steps=2',
           '--config.pretrain.batch_size=32', '--config.pretrain.eval_every=0',
-          '--config.pretrain.checkpoint_every=2', '--config.pretrain.evaluators.kmeans.n_init=1',
-          '--config.pretrain.evaluators.few_label_probe.trials=1',
-          '--config.pretrain.evaluators.few_label_probe.steps=10',
-          '--config.pretrain.evaluators.linear_probe.steps=10']
+          '--config.pretrain.checkpoint_every=2', '--config.pretrain.evaluators={}']
 
 
 def _read(workdir):
@@ -138,10 +136,11 @@ def _assert_report_holds_summary(summary, report):
 
 @pytest.fixture(scope='module')
 def clustered(tmp_path_factory, data_dir):
-  """A cluster stage run that pretrained its own source (in <workdir>/pretrain)."""
+  """A cluster stage run that pretrained its own source (in <workdir>/pretrain), on the test
+  rows (360: its t-SNE picture in seconds; the pipeline's tests cluster train + test)."""
   workdir = str(tmp_path_factory.mktemp('cluster') / 'w')
   run_stage('cluster', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
-            '--config.n_init=2', *_tiny_pretrain(data_dir), check=True)
+            '--config.n_init=2', '--config.rows=test', *_tiny_pretrain(data_dir), check=True)
   return workdir
 
 
@@ -158,8 +157,8 @@ def test_cluster_of_a_given_source_equals_the_run_that_pretrained_it(clustered, 
                                                                       data_dir):
   workdir = str(tmp_path / 'w')
   run_stage('cluster', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
-            '--config.n_init=2', f'--config.source={clustered}/pretrain', '--config.tsne=False',
-            check=True)
+            '--config.n_init=2', '--config.rows=test', f'--config.source={clustered}/pretrain',
+            '--config.tsne=False', check=True)
   summary, report = _read(workdir)
   assert summary == _read(clustered)[0]
   assert not os.path.exists(os.path.join(workdir, 'pretrain'))

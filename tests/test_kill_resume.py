@@ -15,7 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, run_stage
+from conftest import ROOT, run_stage, xla_flags
 
 SSL = ('--config=configs/digits_ssl.py:mocov3', '--config.steps=6', '--config.batch_size=32',
        '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=2',
@@ -48,7 +48,7 @@ def _assert_equal(a, b):
 
 def _killed_at(step, stage, *args):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+         'XLA_FLAGS': xla_flags(1)}
   proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), str(step),
                          stage, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=300)

@@ -144,8 +144,10 @@ _SHARDED_SCRIPT = textwrap.dedent('''
 
 
 def test_sharded_on_8_simulated_devices_matches_single_device_and_sklearn():
+  # Imported here: the script imports this module outside pytest, without conftest on the path.
+  from conftest import xla_flags  # pylint: disable=import-outside-toplevel
   n = 2003  # not a multiple of 8: exercises zero-weight padding
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
              JAX_PLATFORMS='cpu')
   out = subprocess.run([sys.executable, '-c', _SHARDED_SCRIPT.format(root=str(ROOT), n=n)],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,

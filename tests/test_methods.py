@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, xla_flags
 from tlu import methods
 
 
@@ -25,7 +25,7 @@ FAMILIES = ('supervised', 'mocov3', 'dann', 'shot')   # 8 devices in the default
 
 def _check(tmp, sharded):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+         'XLA_FLAGS': xla_flags(8)}
   procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'methods_check.py'),
                              str(tmp), str(i), str(SHARDS), sharded], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

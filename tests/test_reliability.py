@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, read_jsonl, run_stage
+from conftest import ROOT, read_jsonl, run_stage, xla_flags
 
 SMALL = ('--config.steps=30', '--config.batch_size=64', '--config.eval_batch_size=40',
          '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=10',
@@ -217,7 +217,7 @@ def test_a_truncated_last_metrics_line_is_tolerated(tmp_path, reference, data_di
 
 def _env():
   return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-          'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+          'XLA_FLAGS': xla_flags(1)}
 
 
 def test_kill_9_during_a_checkpoint_write_then_resume_is_exact(tmp_path, reference, data_dir):

@@ -14,14 +14,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, xla_flags
 
 pytestmark = pytest.mark.slow  # ResNet compiles take minutes on 2 CPU cores: `pytest -m slow`
 
 
 def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+         'XLA_FLAGS': xla_flags(devices)}
   proc = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'tests', 'mock_stage.py'), stage, str(examples),
        f'--config={config}', f'--workdir={workdir}', *args],

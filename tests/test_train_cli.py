@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, read_jsonl, run_stage
+from conftest import ROOT, read_jsonl, run_stage, xla_flags
 
 SMALL = ('--config.steps=40', '--config.batch_size=64', '--config.eval_batch_size=40',
          '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=10',
@@ -65,7 +65,7 @@ def test_eight_devices_give_the_same_loss_trajectory(reference, tmp_path, data_d
 
 def test_sigkill_then_rerun_ends_with_the_same_parameters(reference, tmp_path, data_dir):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+         'XLA_FLAGS': xla_flags(1)}
   proc = subprocess.Popen([sys.executable, '-m', 'experiments.train',
                            *_args(tmp_path, data_dir, '--config.steps=40')],
                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
