@@ -127,6 +127,13 @@ def test_a_non_boolean_online_probe_is_one_line_exit_2(tmp_path, data_dir):
   assert not (tmp_path / 'w').exists()
 
 
+def test_an_unscheduled_pattern_naming_no_parameter_is_one_line_exit_2(tmp_path, data_dir):
+  proc = run_stage('pretrain', '--config=configs/digits_ssl.py:simsiam',
+                   *_args(tmp_path / 'w', data_dir), "--config.optimizer.unscheduled=('head/.*',)")
+  _one_error_line(proc, 2, "optimizer.unscheduled entry 'head/.*' matches no parameter path")
+  assert not (tmp_path / 'w').exists()
+
+
 def test_a_workdir_that_is_a_file_is_one_line_exit_2(tmp_path, data_dir):
   (tmp_path / 'w').write_text('not a directory')
   before = _listing(tmp_path)
