@@ -55,7 +55,7 @@ def base():
   c.dataset = digits_supervised.dataset('tlu_digits')
   c.method = ml_collections.ConfigDict(dict(name='simclr', temperature=0.5, projector=(128,)))
   c.model = ml_collections.ConfigDict(dict(name='cnn', use_bn=True, widths=(64, 128, 256),
-                                           features=0, pool='global'))
+                                           features=0, pool='global', conv='matmul'))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', lr=2e-3, weight_decay=0.05, schedule='cosine', warmup_steps=20,
       grad_clip_norm=0.0, unscheduled=()))

@@ -42,7 +42,7 @@ BACKBONES = {
                               dtype=jnp.dtype(c.get('dtype', 'float32')),
                               pool=c.get('pool', 'flatten'), kernel_size=c.get('kernel_size', 3),
                               padding=c.get('padding', 'SAME'),
-                              hidden=tuple(c.get('hidden', ()))),
+                              hidden=tuple(c.get('hidden', ())), conv=c.get('conv', 'xla')),
     **{f'resnet{d}': (lambda c, d=d: ResNet(
         d, stem=c.get('stem', 'cifar' if d == 18 else 'imagenet'), width=c.get('width', 64),
         dtype=jnp.dtype(c.get('dtype', 'float32')))) for d in (18, 34, 50, 101)},
