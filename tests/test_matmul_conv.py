@@ -45,3 +45,14 @@ def test_the_cnn_option_keeps_parameters_and_outputs():
                              rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='model.conv'):
     build_model({**spec, 'conv': 'fft'}).init(jax.random.key(0), x)
+
+
+def test_resnet_with_im2col_on_small_maps_keeps_parameters_and_outputs():
+  # A narrow ResNet-18 on 16x16 inputs: stages at 16, 8, 4, 2; 'matmul_small' takes the last 3.
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 16, 16, 3)), jnp.float32)
+  spec = {'name': 'resnet18', 'width': 8}
+  xla, mm = build_model(spec), build_model({**spec, 'conv': 'matmul_small'})
+  v = xla.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, mm.init(jax.random.key(0), x))
+  np.testing.assert_allclose(mm.apply(v, x)['features'], xla.apply(v, x)['features'],
+                             rtol=1e-5, atol=1e-5)

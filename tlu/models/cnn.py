@@ -1,13 +1,10 @@
 """The small CNN of the problem statement: conv 64 -> conv 128 -> fc 512 (-> classifier head)."""
 
 import flax.linen as nn
-from jax import lax
 import jax.numpy as jnp
 
 from tlu.models import matmul_conv
 from tlu.models.norm import BatchNorm
-
-CONVS = {'xla': lax.conv_general_dilated, 'matmul': matmul_conv.conv_general_dilated}
 
 
 class SmallCNN(nn.Module):
@@ -23,9 +20,10 @@ class SmallCNN(nn.Module):
   fc layers (with ReLU) before the `features` layer; `features=0` has no fc layer at all:
   the pooled conv map (BatchNorm -> ReLU -> pool) is the output, as in a ResNet. The DANN paper's MNIST network is
   widths (32, 48), kernel 5, 'VALID', hidden (100,), features 100, no BatchNorm.
-  `conv`: how convolutions compute, 'xla' (`lax.conv_general_dilated`) or 'matmul'
-  (`tlu.models.matmul_conv`, im2col: much faster on CPU for small maps); the parameters
-  and, up to float32 round-off, the outputs are the same.
+  `conv`: how convolutions compute, a name in `tlu.models.matmul_conv.CONVS`: 'xla'
+  (`lax.conv_general_dilated`), 'matmul' (im2col: much faster on CPU for small maps) or
+  'matmul_small' (im2col on maps of at most 8x8); parameters and, up to float32 round-off,
+  outputs are the same.
   """
   widths: tuple = (64, 128)
   features: int = 512
@@ -41,12 +39,11 @@ class SmallCNN(nn.Module):
   def __call__(self, x, train=False):
     """x: (N, H, W, C) float; train: bool or tlu.models.norm.Mode."""
     x = x.astype(self.dtype)
-    if self.conv not in CONVS:
-      raise ValueError(f"model.conv={self.conv!r}: must be one of {', '.join(CONVS)}")
+    conv = matmul_conv.get(self.conv)
     for i, width in enumerate(self.widths):
       x = nn.Conv(width, (self.kernel_size,) * 2, padding=self.padding,
                   use_bias=not self.use_bn, dtype=self.dtype,
-                  conv_general_dilated=CONVS[self.conv], name=f'conv{i}')(x)
+                  conv_general_dilated=conv, name=f'conv{i}')(x)
       if self.use_bn:
         x = BatchNorm(momentum=0.9, dtype=self.dtype, name=f'bn{i}')(x, train)
       x = nn.relu(x)

@@ -57,3 +57,22 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   cols = patches(lhs, (kh, kw), window_strides, padding)
   return lax.dot_general(cols, rhs.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())),
                          precision=precision)
+
+
+def small_map_conv(lhs, rhs, *args, max_size=8, **kwargs):
+  """`conv_general_dilated` (im2col) where the input map is at most `max_size` on each side,
+  `lax.conv_general_dilated` on larger maps (where XLA's own convolution is the faster)."""
+  conv = conv_general_dilated if max(lhs.shape[1:3]) <= max_size else lax.conv_general_dilated
+  return conv(lhs, rhs, *args, **kwargs)
+
+
+# How a model's convolutions compute (its `conv` option); parameters are the same for all.
+CONVS = {'xla': lax.conv_general_dilated, 'matmul': conv_general_dilated,
+         'matmul_small': small_map_conv}
+
+
+def get(name, key='model.conv'):
+  """The convolution function named `name` in CONVS, or a ValueError naming `key`."""
+  if name not in CONVS:
+    raise ValueError(f"{key}={name!r}: must be one of {', '.join(CONVS)}")
+  return CONVS[name]

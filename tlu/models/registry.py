@@ -45,7 +45,8 @@ BACKBONES = {
                               hidden=tuple(c.get('hidden', ())), conv=c.get('conv', 'xla')),
     **{f'resnet{d}': (lambda c, d=d: ResNet(
         d, stem=c.get('stem', 'cifar' if d == 18 else 'imagenet'), width=c.get('width', 64),
-        dtype=jnp.dtype(c.get('dtype', 'float32')))) for d in (18, 34, 50, 101)},
+        dtype=jnp.dtype(c.get('dtype', 'float32')), conv=c.get('conv', 'xla')))
+        for d in (18, 34, 50, 101)},
     **{f'vit_{size.lower()}{patch}': (lambda c, v=f'{size}/{patch}': _vit(v, c))
        for size in vit.VARIANTS for patch in (16, 32)},
 }

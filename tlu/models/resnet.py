@@ -22,6 +22,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu.models import matmul_conv
 from tlu.models.norm import BatchNorm
 
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -76,11 +77,14 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-  """depth in STAGE_SIZES; stem 'cifar' | 'imagenet'; width: channels of the first stage."""
+  """depth in STAGE_SIZES; stem 'cifar' | 'imagenet'; width: channels of the first stage;
+  conv: how convolutions compute, a name in `tlu.models.matmul_conv.CONVS` (same parameters;
+  'matmul_small' runs the 8x8 and smaller maps as im2col matmuls, faster on CPU)."""
   depth: int = 18
   stem: str = 'cifar'
   width: int = 64
   dtype: jnp.dtype = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train=False):
@@ -92,7 +96,8 @@ class ResNet(nn.Module):
       bn = BatchNorm(momentum=0.9, epsilon=1e-5, dtype=self.dtype, **kwargs)
       return lambda y: bn(y, train)
 
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             conv_general_dilated=matmul_conv.get(self.conv))
     x = x.astype(self.dtype)
     if self.stem == 'imagenet':
       x = conv(self.width, (7, 7), (2, 2), padding=torch_padding(7), name='stem_conv')(x)
