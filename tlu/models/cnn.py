@@ -18,8 +18,9 @@ class SmallCNN(nn.Module):
   set of weights for every input size, e.g. multi-crop's global and local crops).
   `kernel_size` and `padding` set the convolutions ('SAME' or 'VALID'); `hidden` adds
   fc layers (with ReLU) before the `features` layer; `features=0` has no fc layer at all:
-  the pooled conv map (BatchNorm -> ReLU -> pool) is the output, as in a ResNet. The DANN paper's MNIST network is
-  widths (32, 48), kernel 5, 'VALID', hidden (100,), features 100, no BatchNorm.
+  the pooled conv map (BatchNorm -> ReLU -> pool) is the output, as in a ResNet. The DANN
+  paper's MNIST network is widths (32, 48), kernel 5, 'VALID', hidden (100,), features 100,
+  no BatchNorm.
   `conv`: how convolutions compute, a name in `tlu.models.matmul_conv.CONVS`: 'xla'
   (`lax.conv_general_dilated`), 'matmul' (im2col: much faster on CPU for small maps) or
   'matmul_small' (im2col on maps of at most 8x8); parameters and, up to float32 round-off,

@@ -5,7 +5,7 @@ import re
 import jax
 import optax
 
-from tlu.transfer.paths import map_with_paths, match_any
+from tlu.transfer.paths import flatten, map_with_paths, match_any
 
 
 def scaled_lr(cfg, batch_size=None):
@@ -75,8 +75,7 @@ def optimizer(cfg, total_steps, batch_size=None):
 
 def check_unscheduled(cfg, params):
   """A ValueError unless every `cfg.unscheduled` regex matches some parameter path."""
-  paths = []
-  map_with_paths(lambda path, _: paths.append(path), params)
+  paths = list(flatten(params))
   for pattern in cfg.get('unscheduled', ()):
     try:
       matched = isinstance(pattern, str) and any(match_any(p, pattern) for p in paths)
