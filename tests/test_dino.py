@@ -107,22 +107,30 @@ def test_method_loss_teacher_on_global_views_student_on_all():
   extra['center'] = jnp.asarray(np.random.default_rng(2).normal(size=32) * 0.1, jnp.float32)
   images = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': {}, 'step': jnp.int32(0), 'extra': extra}
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images},
-                                      jax.random.key(1))
-  views = method.augment.views(jax.random.key(1), jnp.asarray(images, jnp.float32) / 255)
+  # One jit for the loss, its gradient and the reference forward passes (eager applies
+  # and a separate gradient compile cost half a minute on CPU).
   heads = ('projector', 'prototypes')
-  student = [np.asarray(method.model.apply(variables, v, heads=heads)['prototypes'], np.float64)
-             for v in views]
-  teacher = [np.asarray(method.model.apply(extra['target'], v, heads=heads)['prototypes'],
-                        np.float64) for v in views[:2]]
+
+  @jax.jit
+  def run(params, target, images, key):
+    (loss, aux), grads = jax.value_and_grad(method.loss_fn, has_aux=True)(
+        params, model_state, {'image': images}, key)
+    views = method.augment.views(key, jnp.asarray(images, jnp.float32) / 255)
+    apply = lambda v, x: method.model.apply(v, x, heads=heads)['prototypes']
+    student = [apply({'params': params}, v) for v in views]
+    teacher = [apply(target, v) for v in views[:2]]
+    return loss, aux, grads, student, teacher
+
+  loss, aux, grads, student, teacher = run(variables['params'], extra['target'], images,
+                                           jax.random.key(1))
+  student = [np.asarray(s, np.float64) for s in student]
+  teacher = [np.asarray(t, np.float64) for t in teacher]
   center = np.asarray(extra['center'], np.float64)
   np.testing.assert_allclose(float(loss), reference_multicrop_loss(student, teacher, center),
                              rtol=1e-4)
   np.testing.assert_allclose(aux['extra']['center'],
                              0.9 * center + 0.1 * np.concatenate(teacher).mean(0), rtol=1e-4,
                              atol=1e-6)
-  grads = jax.grad(lambda p: method.loss_fn(p, model_state, {'image': images},
-                                            jax.random.key(1))[0])(variables['params'])
   assert set(grads) == {'backbone', 'projector', 'prototypes'}
 
 
@@ -137,8 +145,8 @@ def test_two_views_of_a_plain_augmentation():
                                       jax.random.key(1))
   x = jnp.concatenate([images, images]).astype(jnp.float32) / 255   # identity augmentation
   heads = ('projector', 'prototypes')
-  out = lambda v: np.asarray(method.model.apply(v, x, train=True, heads=heads,
-                                                mutable=['batch_stats'])[0]['prototypes'])
+  out = jax.jit(lambda v: method.model.apply(v, x, train=True, heads=heads,
+                                             mutable=['batch_stats'])[0]['prototypes'])
   s, t = out(variables), out(extra['target'])
   np.testing.assert_allclose(float(loss), H(t[:4], s[4:], 0.0) / 2 + H(t[4:], s[:4], 0.0) / 2,
                              rtol=1e-4)
@@ -149,12 +157,12 @@ def test_two_views_of_a_plain_augmentation():
 
 def test_after_update_moves_the_teacher_toward_the_student():
   method = make_method()
-  variables = method.model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  variables = jax.jit(method.model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   extra = method.init_extra(variables, None)
   student = jax.tree.map(lambda x: x + 1.0, variables['params'])
   state = TrainState(step=jnp.int32(5), params=student, batch_stats=variables['batch_stats'],
                      opt_state=(), rng=jnp.zeros(2, jnp.uint32), extra=extra)
-  new = method.after_update(state)
+  new = jax.jit(method.after_update)(state)
   m = 1 - 0.01 * (np.cos(np.pi * 5 / 10) + 1) / 2
   for old, updated, s in zip(jax.tree.leaves(extra['target']['params']),
                              jax.tree.leaves(new.extra['target']['params']),
@@ -166,7 +174,7 @@ def test_after_update_moves_the_teacher_toward_the_student():
 
 def test_last_layer_is_a_cosine_to_each_prototype():
   method = make_method()
-  variables = method.model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  variables = jax.jit(method.model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   z = jnp.asarray(np.random.default_rng(5).normal(size=(3, 8)), jnp.float32)
   out = method.model.apply(variables, 'prototypes', z, method='apply_head')
   kernel = np.asarray(variables['params']['prototypes']['kernel'])

@@ -31,7 +31,7 @@ def _config(name, online_probe):
 
 
 def _inputs(method, model, data):
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   model_state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(0),
                  'extra': method.init_extra(variables, jax.random.key(1))}
   batch = {'image': np.stack([data.train[i]['image'] for i in range(8)]),
@@ -46,8 +46,10 @@ def test_the_probe_leaves_every_other_gradient_as_it_was(name):
   off, _, _ = task.build_method(_config(name, False), data, model=model)   # same parameters
   params, model_state, batch = _inputs(on, model, data)
   rng = jax.random.key(2)
-  (_, aux), g_on = jax.value_and_grad(on.objective, has_aux=True)(params, model_state, batch, rng)
-  g_off = jax.grad(off.objective, has_aux=True)(params, model_state, batch, rng)[0]
+  # jit: eager differentiation compiles one program per op.
+  (_, aux), g_on = jax.jit(jax.value_and_grad(on.objective, has_aux=True))(
+      params, model_state, batch, rng)
+  g_off = jax.jit(jax.grad(off.objective, has_aux=True))(params, model_state, batch, rng)[0]
   for key in params:
     if key != PROBE:
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6),
@@ -83,8 +85,8 @@ def test_the_backbone_trains_as_without_the_probe_and_its_accuracy_is_reported(t
   # Independently: the final probe on inference-mode features of the test split.
   images = np.stack([data.test[i]['image'] for i in range(len(data.test))])
   labels = np.asarray([data.test[i]['label'] for i in range(len(data.test))])
-  features = np.asarray(model.apply(state.variables, images.astype(np.float32) / 255.0,
-                                    train=False)['features'], np.float64)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False)['features'])
+  features = np.asarray(apply(state.variables, images.astype(np.float32) / 255.0), np.float64)
   logits = features @ np.asarray(state.params[PROBE]['kernel']) + state.params[PROBE]['bias']
   assert metrics['online_probe_accuracy'] == pytest.approx(np.mean(logits.argmax(1) == labels))
 
