@@ -2,21 +2,23 @@
 
 `python -m experiments.pretrain --config=configs/digits_ssl.py:<method>` with <method>
 one of the variants below (default simclr). Every method shares the data, backbone,
-optimizer, step budget and evaluators (kNN, linear probe on all labels and on 10
-labels per class, k-means; BatchNorm in inference mode); the method block differs,
-Barlow Twins and VICReg crop harder (`CROPS`), SimSiam trains with SGD (`OPTIMIZERS`) for
-twice the steps (`STEPS`) and its predictor keeps the peak lr (`UNSCHEDULED`). The backbone pools globally, as a ResNet: three 3x3 conv blocks (64, 128,
-256 channels, BatchNorm, ReLU, 2x2 max-pool) averaged over positions into 256-d features,
-no fc layer, so multi-crop's 6x6 local crops go through the same weights as the 8x8
-views; its convolutions run as im2col matmuls (`conv='matmul'`, several times faster on
-CPU for these small maps, same parameters). The default, simclr, is the reference run:
-on tlu_digits (seed 0, about three minutes on a 2-core CPU) k-means ACC 0.91,
-10-labels-per-class probe 0.94 (raw pixels 0.79 / 0.90). Its projector is linear (128,),
-which keeps the backbone features in the space NT-Xent shapes; augmentations are mild
-crops and warps, which 8x8 digits survive. Every run also trains solo-learn's online
-linear probe (`online_probe`: a linear classifier on stop-gradient backbone features, its
-loss added to the method's, at the shared AdamW lr; the backbone trains as without it)
-and reports its test accuracy as `online_probe_accuracy`. Measured, every method:
+augmentation and evaluators (kNN, linear probe on all labels and on 10 labels per class,
+k-means; BatchNorm in inference mode) and, but for SimSiam, the optimizer and step
+budget; the method block differs, Barlow Twins and VICReg crop harder (`CROPS`), and
+SimSiam trains with SGD (`OPTIMIZERS`) for twice the steps (`STEPS`) with its predictor
+at the peak lr (`UNSCHEDULED`).
+The backbone pools globally, as a ResNet: three 3x3 conv blocks (64, 128, 256 channels,
+BatchNorm, ReLU, 2x2 max-pool) averaged over positions into 256-d features, no fc layer,
+so multi-crop's 6x6 local crops go through the same weights as the 8x8 views; its
+convolutions run as im2col matmuls (`conv='matmul'`, several times faster on CPU for
+these small maps, same parameters). The default, simclr, is the reference run: on
+tlu_digits (seed 0, about three minutes on a 2-core CPU) k-means ACC 0.91, 10-labels-
+per-class probe 0.94 (raw pixels 0.79 / 0.90). Its projector is linear (128,), which
+keeps the backbone features in the space NT-Xent shapes; augmentations are mild crops
+and warps, which 8x8 digits survive. Every run also trains solo-learn's online linear
+probe (`online_probe`: a linear classifier on stop-gradient backbone features, its loss
+added to the method's, at the method's optimizer and lr; the backbone trains as without
+it) and reports its test accuracy as `online_probe_accuracy`. Measured, every method:
 docs/results.md.
 """
 
