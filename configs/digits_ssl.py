@@ -12,14 +12,14 @@ BatchNorm, ReLU, 2x2 max-pool) averaged over positions into 256-d features, no f
 so multi-crop's 6x6 local crops go through the same weights as the 8x8 views; its
 convolutions run as im2col matmuls (`conv='matmul'`, several times faster on CPU for
 these small maps, same parameters). The default, simclr, is the reference run: on
-tlu_digits (seed 0, about three minutes on a 2-core CPU) k-means ACC 0.91, 10-labels-
-per-class probe 0.94 (raw pixels 0.79 / 0.90). Its projector is linear (128,), which
-keeps the backbone features in the space NT-Xent shapes; augmentations are mild crops
-and warps, which 8x8 digits survive. Every run also trains solo-learn's online linear
-probe (`online_probe`: a linear classifier on stop-gradient backbone features, its loss
-added to the method's, at the method's optimizer and lr; the backbone trains as without
-it) and reports its test accuracy as `online_probe_accuracy`. Measured, every method:
-docs/results.md.
+tlu_digits (seed 0, about three minutes on a 2-core CPU) k-means ACC 0.91,
+10-labels-per-class probe 0.94 (raw pixels 0.79 / 0.90). Its projector is linear (128,),
+which keeps the backbone features in the space NT-Xent shapes; augmentations are mild
+crops and warps, which 8x8 digits survive. Every run also trains solo-learn's online
+linear probe (`online_probe`: a linear classifier on stop-gradient backbone features,
+its loss added to the method's, at the method's optimizer and lr; the backbone trains as
+without it) and reports its test accuracy as `online_probe_accuracy`. Measured, every
+method: docs/results.md.
 """
 
 import ml_collections
