@@ -10,21 +10,26 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# One persistent XLA compilation cache for the session, shared by the subprocesses:
-# the CLI tests compile the same steps many times. Set before jax is imported.
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      tempfile.mkdtemp(prefix='tlu-test-xla-cache-'))
+# One persistent XLA compilation cache for the session, shared by the subprocesses and
+# both xdist workers (they inherit the controller's environment): the CLI tests compile
+# the same steps many times. Set before jax is imported.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='tlu-test-xla-cache-')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
-# The subprocesses (the CLI stages, the multi-device checks) run XLA's CPU backend at LLVM
-# -O0: their compiles take about half the time (most of their wall time is compiling tiny
-# programs) and a few steps run about as fast. HLO passes (fusion, simplification) are
-# unchanged, results differ at most by rounding; those checks compare runs made under the
-# same flags, or use tolerances. This process keeps XLA's defaults: some in-process checks
-# are exact where rounding could flip a near tie (the probe's invariance to affine inputs).
-# TLU_TEST_XLA_FLAGS='' runs the subprocesses at XLA's defaults too.
+# XLA's CPU backend runs at LLVM -O0, in the subprocesses (the CLI stages, the
+# multi-device checks) and in this process: compiles take a third to a half of the time
+# (most of the suite's wall time is compiling tiny programs) and a few steps run about as
+# fast. HLO passes (fusion, simplification) are unchanged, results differ at most by
+# rounding; checks compare runs made under the same flags, or use tolerances. Where a
+# check is exact and rounding could flip a near tie (the linear probe's invariance to
+# affine inputs), its module compiles at DEFAULT_XLA_LEVEL, XLA's default.
+# TLU_TEST_XLA_FLAGS='' runs everything at XLA's defaults.
 TEST_XLA_FLAGS = os.environ.get('TLU_TEST_XLA_FLAGS', '--xla_backend_optimization_level=0')
+DEFAULT_XLA_LEVEL = 3   # DebugOptions.xla_backend_optimization_level when no flag sets it
+if TEST_XLA_FLAGS and TEST_XLA_FLAGS not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 
 def xla_flags(devices):

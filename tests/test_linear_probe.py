@@ -1,5 +1,6 @@
 """Linear probe: the same solution as scikit-learn's LogisticRegression on digit pixels."""
 
+import jax
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -7,9 +8,32 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from conftest import DEFAULT_XLA_LEVEL
 from tlu.evaluate import linear_probe as lp
 
 C = 1.0
+
+
+@pytest.fixture(scope='module', autouse=True)
+def xla_default_optimization():
+  """This module's compiles at XLA's default LLVM level (conftest runs the others at -O0).
+
+  The affine-invariance check below compares predictions exactly; at -O0 rounding flips
+  a near tie. Every compile of the module gets the option (jit caches cleared around it).
+  """
+  from jax._src import compiler  # pylint: disable=import-outside-toplevel
+  get_compile_options = compiler.get_compile_options
+
+  def at_default_level(*args, env_options_overrides=None, **kwargs):
+    overrides = {'xla_backend_optimization_level': DEFAULT_XLA_LEVEL,
+                 **(env_options_overrides or {})}
+    return get_compile_options(*args, env_options_overrides=overrides, **kwargs)
+
+  jax.clear_caches()
+  compiler.get_compile_options = at_default_level
+  yield
+  compiler.get_compile_options = get_compile_options
+  jax.clear_caches()
 
 
 @pytest.fixture(scope='module')
