@@ -20,8 +20,9 @@ import pytest
 
 from conftest import ROOT, read_jsonl, run_stage, xla_flags
 
-SMALL = ('--config.steps=30', '--config.batch_size=64', '--config.eval_batch_size=40',
-         '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=10',
+# Checkpoints at steps 2, 4 and 6 (all kept): the newest, one to fall back to, an oldest.
+SMALL = ('--config.steps=6', '--config.batch_size=16', '--config.eval_batch_size=40',
+         '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=2',
          '--config.keep_checkpoints=3', '--config.progress=False')
 
 
@@ -181,41 +182,41 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(
     tmp_path, reference, data_dir, damage):
   run = tmp_path / 'run'
   shutil.copytree(reference, run)
-  damaged_files = _listing(run / 'checkpoints' / '30')
-  damage(run / 'checkpoints' / '30')
-  kept = _listing(run / 'checkpoints' / '30')
+  damaged_files = _listing(run / 'checkpoints' / '6')
+  damage(run / 'checkpoints' / '6')
+  kept = _listing(run / 'checkpoints' / '6')
   proc = run_stage('train', *_args(run, data_dir), check=True)
   warnings = [l for l in proc.stderr.splitlines() if l.startswith('warning:')]
-  assert len(warnings) == 1 and 'step 30' in warnings[0] and 'resuming from step 20' in warnings[0]
+  assert len(warnings) == 1 and 'step 6' in warnings[0] and 'resuming from step 4' in warnings[0]
   assert 'Traceback' not in proc.stderr
-  assert _listing(run / 'checkpoints_damaged' / '30') == kept   # set aside, not deleted
+  assert _listing(run / 'checkpoints_damaged' / '6') == kept   # set aside, not deleted
   del damaged_files
   _assert_same_final_state(reference, run)
   steps = [r['step'] for r in read_jsonl(run / 'metrics.jsonl') if r['split'] == 'train']
-  assert steps == list(range(1, 31)), 'each step logged once after the fallback'
+  assert steps == list(range(1, 7)), 'each step logged once after the fallback'
 
 
 def test_when_no_checkpoint_restores_it_is_one_line_and_nothing_changes(
     tmp_path, reference, data_dir):
   run = tmp_path / 'run'
   shutil.copytree(reference, run)
-  for step in (10, 20, 30):
+  for step in (2, 4, 6):
     _partly_deleted(run / 'checkpoints' / str(step))
   before = _listing(run)
   proc = run_stage('train', *_args(run, data_dir))
-  _one_error_line(proc, 2, 'no checkpoint restores', 'step 30', 'step 10')
+  _one_error_line(proc, 2, 'no checkpoint restores', 'step 6', 'step 2')
   assert _listing(run) == before
 
 
 def test_a_truncated_last_metrics_line_is_tolerated(tmp_path, reference, data_dir):
   run = tmp_path / 'run'
   shutil.copytree(reference, run)
-  shutil.rmtree(run / 'checkpoints' / '30')
+  shutil.rmtree(run / 'checkpoints' / '6')
   with open(run / 'metrics.jsonl', 'a') as f:
-    f.write('{"step": 31, "split": "tra')
+    f.write('{"step": 7, "split": "tra')
   run_stage('train', *_args(run, data_dir), check=True)
   steps = [r['step'] for r in read_jsonl(run / 'metrics.jsonl') if r['split'] == 'train']
-  assert steps == list(range(1, 31))
+  assert steps == list(range(1, 7))
   _assert_same_final_state(reference, run)
 
 
@@ -229,12 +230,12 @@ def _env():
 
 def test_kill_9_during_a_checkpoint_write_then_resume_is_exact(tmp_path, reference, data_dir):
   run = tmp_path / 'run'
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), '20',
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), '4',
                          'train', *_args(run, data_dir)], cwd=ROOT, env=_env(),
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == -signal.SIGKILL
   # And a second kill in the same run, this time at the next checkpoint of the resumed run.
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), '30',
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'fault_stage.py'), '6',
                          'train', *_args(run, data_dir)], cwd=ROOT, env=_env(),
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == -signal.SIGKILL
