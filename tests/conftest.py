@@ -22,12 +22,9 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 # multi-device checks) and in this process: compiles take a third to a half of the time
 # (most of the suite's wall time is compiling tiny programs) and a few steps run about as
 # fast. HLO passes (fusion, simplification) are unchanged, results differ at most by
-# rounding; checks compare runs made under the same flags, or use tolerances. Where a
-# check is exact and rounding could flip a near tie (the linear probe's invariance to
-# affine inputs), its module compiles at DEFAULT_XLA_LEVEL, XLA's default.
+# rounding; checks compare runs made under the same flags, or use tolerances.
 # TLU_TEST_XLA_FLAGS='' runs everything at XLA's defaults.
 TEST_XLA_FLAGS = os.environ.get('TLU_TEST_XLA_FLAGS', '--xla_backend_optimization_level=0')
-DEFAULT_XLA_LEVEL = 3   # DebugOptions.xla_backend_optimization_level when no flag sets it
 if TEST_XLA_FLAGS and TEST_XLA_FLAGS not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 

@@ -1,6 +1,5 @@
 """Linear probe: the same solution as scikit-learn's LogisticRegression on digit pixels."""
 
-import jax
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -8,32 +7,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from conftest import DEFAULT_XLA_LEVEL
 from tlu.evaluate import linear_probe as lp
 
 C = 1.0
-
-
-@pytest.fixture(scope='module', autouse=True)
-def xla_default_optimization():
-  """This module's compiles at XLA's default LLVM level (conftest runs the others at -O0).
-
-  The affine-invariance check below compares predictions exactly; at -O0 rounding flips
-  a near tie. Every compile of the module gets the option (jit caches cleared around it).
-  """
-  from jax._src import compiler  # pylint: disable=import-outside-toplevel
-  get_compile_options = compiler.get_compile_options
-
-  def at_default_level(*args, env_options_overrides=None, **kwargs):
-    overrides = {'xla_backend_optimization_level': DEFAULT_XLA_LEVEL,
-                 **(env_options_overrides or {})}
-    return get_compile_options(*args, env_options_overrides=overrides, **kwargs)
-
-  jax.clear_caches()
-  compiler.get_compile_options = at_default_level
-  yield
-  compiler.get_compile_options = get_compile_options
-  jax.clear_caches()
 
 
 @pytest.fixture(scope='module')
@@ -80,9 +56,23 @@ def test_standardises_with_train_statistics(digits):
   # Constant pixels (always 0 in the corners) keep scale 1, as in StandardScaler.
   np.testing.assert_allclose(probe['scale'], StandardScaler().fit(x_train).scale_, rtol=1e-4)
   # So a per-feature affine change of the inputs does not change the predictions.
+  # The fitted weights, and so the logits, agree up to float32 round-off carried through
+  # the fit; predictions agree on every row whose top two logits are not within it.
   shifted, _ = lp.fit_linear_probe(x_train * 3.0 + 7.0, y_train, 10, l2=1e-3)
-  np.testing.assert_array_equal(lp.predict(shifted, x_test * 3.0 + 7.0),
-                                lp.predict(probe, x_test))
+  for k in ('kernel', 'bias'):
+    np.testing.assert_allclose(shifted[k], probe[k], atol=5e-3)
+
+  def logits(p, x):
+    z = (x - np.asarray(p['mean'])) / np.asarray(p['scale'])
+    return z @ np.asarray(p['kernel']) + np.asarray(p['bias'])
+
+  original = logits(probe, x_test)
+  np.testing.assert_allclose(logits(shifted, x_test * 3.0 + 7.0), original, atol=0.05)
+  top2 = np.sort(original, axis=1)[:, -2:]
+  clear = top2[:, 1] - top2[:, 0] > 0.1
+  assert clear.mean() > 0.98
+  np.testing.assert_array_equal(lp.predict(shifted, x_test * 3.0 + 7.0)[clear],
+                                lp.predict(probe, x_test)[clear])
 
 
 def test_stops_at_tolerance(digits):
