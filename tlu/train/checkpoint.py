@@ -7,6 +7,7 @@ run continues every host's stream where it stopped.
 
 import contextlib
 import gc
+import logging
 import sys
 import threading
 import time
@@ -28,13 +29,27 @@ def _reason(e):
   return first if len(first) <= 120 else first[:117] + '...'
 
 
+class _AbandonedReads(logging.Filter):
+  """Drops asyncio's "... exception was never retrieved" records.
+
+  After a failed restore, orbax's reader futures hold the read error nobody awaits; when
+  they are garbage-collected (at any later time) asyncio logs each with its traceback.
+  """
+
+  def filter(self, record):
+    return 'exception was never retrieved' not in record.getMessage()
+
+
+_ABANDONED_READS = _AbandonedReads()
+
 
 @contextlib.contextmanager
 def _quiet_failures():
   """Mutes the tracebacks that orbax's abandoned reader tasks print after a failed restore.
 
   The failure itself is reported by the caller; its coroutines and threads would
-  otherwise print hundreds of lines ("Exception ignored in ...") to stderr.
+  otherwise print hundreds of lines ("Exception ignored in ...") to stderr, and asyncio
+  would log its unretrieved futures whenever they are collected (filtered from then on).
   """
   hooks = sys.unraisablehook, threading.excepthook
   sys.unraisablehook, threading.excepthook = (lambda *_: None), (lambda *_: None)
@@ -43,6 +58,7 @@ def _quiet_failures():
     yield failed
   finally:
     if failed:
+      logging.getLogger('asyncio').addFilter(_ABANDONED_READS)
       gc.collect()
       time.sleep(0.2)   # let the reader threads of a failed restore finish while muted
       gc.collect()
