@@ -39,12 +39,47 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
 
 
+class _StageServer:
+  """The client of tests/stage_server.py: one server per pytest process, started lazily."""
+
+  proc = None
+
+  def run(self, stage, args, xla, timeout):
+    if self.proc is None or self.proc.poll() is not None:
+      env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT, 'XLA_FLAGS': xla}
+      self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'stage_server.py')],
+                                   cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    request = {'stage': stage, 'args': list(args), 'xla_flags': xla, 'timeout': timeout}
+    self.proc.stdin.write(json.dumps(request) + '\n')
+    self.proc.stdin.flush()
+    reply = json.loads(self.proc.stdout.readline())
+    argv = [sys.executable, '-m', f'experiments.{stage}', *args]
+    if reply['timed_out']:
+      raise subprocess.TimeoutExpired(argv, timeout, reply['stdout'], reply['stderr'])
+    return subprocess.CompletedProcess(argv, reply['returncode'], reply['stdout'],
+                                       reply['stderr'])
+
+
+_SERVER = _StageServer()
+# TLU_TEST_FORK=0: every command line in a fresh interpreter instead of the stage server.
+FORK = os.environ.get('TLU_TEST_FORK', '1') != '0'
+
+
 def run_stage(stage, *args, devices=1, timeout=300, check=False):
-  """Runs `python -m experiments.<stage> args...` in a subprocess on `devices` CPU devices."""
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
-  env['XLA_FLAGS'] = xla_flags(devices)
-  proc = subprocess.run([sys.executable, '-m', f'experiments.{stage}', *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+  """Runs `python -m experiments.<stage> args...` on `devices` CPU devices.
+
+  In a child forked from tests/stage_server.py (the imports paid once per pytest
+  process), or with TLU_TEST_FORK=0 in a fresh interpreter; the same argv, working
+  directory, environment and exit status either way.
+  """
+  if FORK:
+    proc = _SERVER.run(stage, args, xla_flags(devices), timeout)
+  else:
+    env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
+    env['XLA_FLAGS'] = xla_flags(devices)
+    proc = subprocess.run([sys.executable, '-m', f'experiments.{stage}', *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
   if check and proc.returncode != 0:
     raise AssertionError(f'{stage} failed ({proc.returncode}):\n{proc.stderr[-3000:]}')
   return proc
