@@ -62,8 +62,9 @@ class _StageServer:
 
 
 _SERVER = _StageServer()
-# TLU_TEST_FORK=0: every command line in a fresh interpreter instead of the stage server.
-FORK = os.environ.get('TLU_TEST_FORK', '1') != '0'
+# TLU_TEST_FORK=0: every command line in a fresh interpreter instead of the stage server
+# (the default off Linux: fork after importing jax is only exercised there).
+FORK = os.environ.get('TLU_TEST_FORK', '1' if sys.platform.startswith('linux') else '0') != '0'
 
 
 def run_stage(stage, *args, devices=1, timeout=300, check=False):
