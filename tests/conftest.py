@@ -39,6 +39,11 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
 
 
+def _stage_env(xla):
+  """The environment of a stage command line: CPU only, the repository importable."""
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT, 'XLA_FLAGS': xla}
+
+
 class _StageServer:
   """The client of tests/stage_server.py: one server per pytest process, started lazily."""
 
@@ -46,9 +51,8 @@ class _StageServer:
 
   def run(self, stage, args, xla, timeout):
     if self.proc is None or self.proc.poll() is not None:
-      env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT, 'XLA_FLAGS': xla}
       self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'stage_server.py')],
-                                   cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                   cwd=ROOT, env=_stage_env(xla), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     request = {'stage': stage, 'args': list(args), 'xla_flags': xla, 'timeout': timeout}
     self.proc.stdin.write(json.dumps(request) + '\n')
@@ -77,10 +81,9 @@ def run_stage(stage, *args, devices=1, timeout=300, check=False):
   if FORK:
     proc = _SERVER.run(stage, args, xla_flags(devices), timeout)
   else:
-    env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT}
-    env['XLA_FLAGS'] = xla_flags(devices)
     proc = subprocess.run([sys.executable, '-m', f'experiments.{stage}', *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=_stage_env(xla_flags(devices)), capture_output=True, text=True,
+                          timeout=timeout)
   if check and proc.returncode != 0:
     raise AssertionError(f'{stage} failed ({proc.returncode}):\n{proc.stderr[-3000:]}')
   return proc
