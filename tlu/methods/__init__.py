@@ -9,7 +9,7 @@ import sys
 from tlu import plugins
 from tlu.methods.base import Method, register  # noqa: F401
 
-_NOT_METHODS = ('base',)
+_NOT_METHODS = ('base', 'output')
 
 
 def names():
