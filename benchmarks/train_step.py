@@ -76,7 +76,7 @@ def config(args):
                      warmup_steps=0),
       steps=1000, batch_size=args.batch, eval_batch_size=args.batch,
       augment=IDENTITY_AUGMENT if args.augment == 'none' else args.augment, freeze=(),
-      evaluators={}, log_every=1, eval_every=0, checkpoint_every=0, progress=False))
+      evals={}, log_every=1, eval_every=0, checkpoint_every=0, progress=False))
   for item in args.set:   # --set method.temperature=0.2
     key, value = item.split('=', 1)
     try:

@@ -27,19 +27,28 @@ import ml_collections
 METHODS = ('cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad')
 
 
-def _optimizer(lr, weight_decay):
+def optimizer(name='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=0,
+              momentum=0.9):
+  """The optimizer block of an adaptation cell (tlu/train/optim.py)."""
   return ml_collections.ConfigDict(dict(
-      name='sgd', lr=lr, weight_decay=weight_decay, schedule='cosine', warmup_steps=0,
-      momentum=0.9, grad_clip_norm=0.0))
+      name=name, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup_steps=warmup_steps,
+      momentum=momentum, grad_clip_norm=0.0))
+
+
+def task(method, optimizer, batch_size, log_every, eval_every, checkpoint_every, steps=0,
+         epochs=0, steps_per_epoch=0, freeze=(), augment=''):
+  """A trained method's cell: the model and seed come from the sweep (tlu/adapt/cells.py)."""
+  return ml_collections.ConfigDict(dict(
+      method=method, optimizer=optimizer, batch_size=batch_size, steps=steps, epochs=epochs,
+      steps_per_epoch=steps_per_epoch, freeze=freeze, augment=augment, log_every=log_every,
+      eval_every=eval_every, checkpoint_every=checkpoint_every, keep_checkpoints=1))
 
 
 def _task(method, steps, batch_size, lr, weight_decay=5e-4, freeze=()):
   every = max(steps // 4, 1)
-  return ml_collections.ConfigDict(dict(
-      method=method, optimizer=_optimizer(lr, weight_decay), batch_size=batch_size,
-      steps=steps, epochs=0, steps_per_epoch=0, freeze=freeze, augment='',
-      log_every=max(steps // 20, 1), eval_every=every, checkpoint_every=every,
-      keep_checkpoints=1))
+  return task(method, optimizer('sgd', lr, weight_decay), batch_size,
+              log_every=max(steps // 20, 1), eval_every=every, checkpoint_every=every,
+              steps=steps, freeze=freeze)
 
 
 def blocks(steps, batch_size, lr=0.01):

@@ -102,10 +102,11 @@ def get_config(arg=None):
   c.augment = ml_collections.ConfigDict(augment)
   c.online_probe = True
   c.eval_batch_size = 1000
-  c.evaluators = ml_collections.ConfigDict(dict(
-      knn=dict(k=200, weighting='temperature', temperature=0.1),
-      linear_probe=dict(probe_input='l2', l2=1e-4, steps=500),
-      kmeans=dict(num_clusters=10, n_init=10, rows='test', seed=0)))
+  c.evals = ml_collections.ConfigDict(dict(
+      knn=dict(type='knn', k=200, weighting='temperature', temperature=0.1),
+      linear_probe=dict(type='linear_probe', probe_input='l2', l2=1e-4, steps=500),
+      kmeans=dict(type='kmeans', splits=('test',), num_clusters=10, n_init=10, seed=0),
+      online_probe=dict(type='classification', head='online_probe', prefix='online_probe_')))
   c.pixel_baseline = False
   c.log_every, c.eval_every, c.checkpoint_every = 100, epochs_steps(20), 2000
   return c

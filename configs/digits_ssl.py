@@ -74,14 +74,16 @@ def base():
       preset='digits', crop_scale=(0.8, 1.0), affine_prob=0.8, rotate_deg=10.0, shear_deg=5.0,
       translate_frac=0.05, noise_prob=0.5, noise_std=0.05))
   c.eval_batch_size = 360
-  # tlu/evaluators/<name>.py and their keyword arguments; BatchNorm in inference mode.
-  c.evaluators = ml_collections.ConfigDict(dict(
-      knn=dict(k=20, weighting='temperature', temperature=0.07),
-      linear_probe=dict(probe_input='l2', l2=1e-4, steps=500),
-      few_label_probe=dict(labels_per_class=10, probe_input='l2', l2=1e-3, trials=5, seed=0,
-                           steps=500),
-      kmeans=dict(num_clusters=10, n_init=20, rows='all', seed=0)))
-  c.online_probe = True        # online linear probe (summary.json: online_probe_accuracy)
+  # Evaluation instances (tlu/evaluators): fitted on the labelled train split, scored on
+  # test, BatchNorm in inference mode; the online probe's head scored on test.
+  c.evals = ml_collections.ConfigDict(dict(
+      knn=dict(type='knn', k=20, weighting='temperature', temperature=0.07),
+      linear_probe=dict(type='linear_probe', probe_input='l2', l2=1e-4, steps=500),
+      few_label_probe=dict(type='few_label_probe', labels_per_class=10, probe_input='l2',
+                           l2=1e-3, trials=5, seed=0, steps=500),
+      kmeans=dict(type='kmeans', splits=('train', 'test'), num_clusters=10, n_init=20, seed=0),
+      online_probe=dict(type='classification', head='online_probe', prefix='online_probe_')))
+  c.online_probe = True        # online linear probe (off: drop evals.online_probe too)
   c.pixel_baseline = True      # also score raw pixels (summary.json: pixels_*)
   c.log_every = 25
   c.eval_every = 250

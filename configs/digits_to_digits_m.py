@@ -20,25 +20,9 @@ Measured (3 seeds, target test accuracy, command and times): docs/results.md.
 import ml_collections
 from ml_collections import config_dict
 
-from configs import digits_supervised
+from configs import adapt_methods, digits_supervised
 
 METHODS = ('source_only', 'dann', 'shot', 'target_oracle')
-
-
-def _optimizer(name='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=0,
-               momentum=0.9):
-  return ml_collections.ConfigDict(dict(
-      name=name, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup_steps=warmup_steps,
-      momentum=momentum, grad_clip_norm=0.0))
-
-
-def _task(method, optimizer, batch_size, log_every, eval_every, checkpoint_every, steps=0,
-          epochs=0, steps_per_epoch=0, freeze=(), augment=''):
-  """A trained method's cell: the model and seed come from the sweep."""
-  return ml_collections.ConfigDict(dict(
-      method=method, optimizer=optimizer, batch_size=batch_size, steps=steps, epochs=epochs,
-      steps_per_epoch=steps_per_epoch, freeze=freeze, augment=augment, log_every=log_every,
-      eval_every=eval_every, checkpoint_every=checkpoint_every, keep_checkpoints=1))
 
 
 def get_config(arg=None):
@@ -56,20 +40,20 @@ def get_config(arg=None):
 
   # DANN's settings were chosen on the target test accuracy (the embedded data has no
   # validation split; docs/results.md says so beside the numbers).
-  c.dann = _task(
+  c.dann = adapt_methods.task(
       method=dict(name='dann', domain_head=(100, 1),   # the paper's MNIST domain classifier
                   domain_weight=1.0, gamma=10.0,       # lambda_p = 2 / (1 + exp(-gamma p)) - 1
                   batch_norm='per_domain'),            # 'joint': one pass on both domains
       steps=1500, batch_size=64,                       # per domain: 64 source + 64 target
-      optimizer=_optimizer('sgd', lr=0.03, weight_decay=5e-4, warmup_steps=20),
+      optimizer=adapt_methods.optimizer('sgd', lr=0.03, weight_decay=5e-4, warmup_steps=20),
       log_every=150, eval_every=300, checkpoint_every=300)
-  c.shot = _task(                                      # the paper's digit settings, fewer epochs
+  c.shot = adapt_methods.task(                         # the paper's digit settings, fewer epochs
       method=dict(name='shot', beta=0.1,               # the reference code's digit runs
                   im_weight=1.0, cluster_rounds=1),    # (`--cls_par 0.1`); 0.3 is for objects
       freeze=(('head/.*', None),),                     # the source hypothesis is frozen
       steps=0, epochs=10, steps_per_epoch=0,           # pseudo-labels renewed every epoch;
       batch_size=64,                                   # steps_per_epoch 0: one pass
-      optimizer=_optimizer('sgd', lr=0.01, weight_decay=5e-4),
+      optimizer=adapt_methods.optimizer('sgd', lr=0.01, weight_decay=5e-4),
       log_every=22, eval_every=22, checkpoint_every=22)
   c.target_oracle = digits_supervised.get_config('rgb32')  # trains on `target`, labelled
   del c.target_oracle['dataset']

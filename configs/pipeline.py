@@ -78,10 +78,10 @@ def shrink(c):
   c.tsne = False
   p = c.pretrain
   p.steps, p.batch_size, p.eval_every, p.checkpoint_every, p.log_every = 4, 32, 0, 4, 2
-  p.evaluators.few_label_probe.trials = 1
+  p.evals.few_label_probe.trials = 1
   for name in ('linear_probe', 'few_label_probe'):
-    p.evaluators[name].steps = 10
-  p.evaluators.kmeans.n_init = 1
+    p.evals[name].steps = 10
+  p.evals.kmeans.n_init = 1
   c.cluster.update(dict(n_init=1, tsne=False))
   for t in (c.transfer, c.transfer_supervised, c.transfer_scratch):
     t.labels_per_class, t.seeds, t.steps, t.lp_steps, t.batch_size = (1,), (0,), 4, 2, 16

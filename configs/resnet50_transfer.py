@@ -11,7 +11,7 @@ Not yet measured by this project.
 Protocol here: linear probe = frozen backbone (BatchNorm statistics too), fresh
 head trained with the fine-tuning optimizer at 10x lr on un-augmented images
 (Kornblith et al. use L-BFGS logistic regression on fixed features, cf.
-tlu.evaluate.linear_probe); fine-tune = every layer, 20,000 steps at batch 256,
+tlu.evaluate.logistic_regression); fine-tune = every layer, 20,000 steps at batch 256,
 Nesterov SGD 0.9, lr 0.01 cosine, weight decay 1e-4, crop + flip. Hardware:
 ~1.5 h per fine-tuning run on one A100 / TPU v4-8.
 """

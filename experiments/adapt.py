@@ -4,64 +4,50 @@ Cells `<workdir>/<method>/seed<s>`; what each method gets (baselines, paired and
 source-free methods, source runs): tlu/adapt/cells.py.
 """
 
-import numpy as np
+import sys
 
-from experiments import common, sweep
-from tlu import methods
-from tlu.adapt import cells as adapt_lib
-from tlu.train import mesh as mesh_lib, task, workdir as workdir_lib
+from experiments import common
+from tlu.adapt import cells
+from tlu.train import mesh as mesh_lib, sweep, task, workdir as workdir_lib
 
+DEFAULT_CONFIG = 'configs/digits_to_digits_m.py'
 SWEEP_KEYS = ('methods', 'seeds')
-BASELINES = ('source_only', 'target_oracle')
 
 
-def prepare(config, workdir):
+def check(config, workdir, wired=False):
   """Every check that needs no compute (given source runs included); returns the data."""
+  del wired   # the pipeline's adaptation trains its own sources
   common.check_workdir(workdir, config, SWEEP_KEYS)
-  try:
-    adapt_lib.check_methods(config)
-    data = adapt_lib.AdaptData(config)
-    for method in config.methods:
-      if method not in BASELINES:
-        task.check_task(adapt_lib.cell_task(config, method, 0), data.splits_for(
-            methods.get(config[method].method.name)))
-    task.check_task(config.source_task, data.source_splits)
-    if 'target_oracle' in config.methods:
-      task.check_task(adapt_lib.oracle_task(config, 0), data.oracle_splits)
-    if config.source and adapt_lib.needs_source(config):
-      for seed in config.seeds:
-        adapt_lib.source_init(config, data, workdir, seed)(None)
-  except (ValueError, KeyError) as e:
-    raise common.ConfigError(str(e).strip('"')) from None
+  cells.check_methods(config)
+  data = cells.AdaptData(config)
+  task.check_task(config.source_task, data.source_splits)
+  for name in config.methods:
+    task.check_task(*data.cell(config, name, 0))
+  if config.source and cells.needs_source(config):
+    for seed in config.seeds:
+      cells.source_init(config, data, workdir, seed)
   return data
 
 
-def main(config, workdir):
-  workdir = common.resolve_workdir(workdir, 'adapt')
-  data = prepare(config, workdir)
+def run(config, workdir, data):
   common.claim_workdir(workdir, config, SWEEP_KEYS)
   trainer = task.Trainer(mesh_lib.make_mesh())
-  if adapt_lib.needs_source(config) and not config.source:
+  if cells.needs_source(config) and not config.source:
     for seed in config.seeds:
-      run_dir = adapt_lib.source_dir(config, workdir, seed)
+      run_dir = cells.source_dir(config, workdir, seed)
       if not workdir_lib.done(run_dir):
         print(f'training the source model of seed {seed} in {run_dir}')
-        task.fit_task(trainer, adapt_lib.source_task(config, seed), run_dir, data.source_splits,
+        task.fit_task(trainer, cells.source_task(config, seed), run_dir, data.source_splits,
                       should_stop=common.preempted, desc=f'source/seed{seed}')
-  results = {}
-  for method in config.methods:
-    cells = [sweep.cell(workdir_lib.path(workdir, method, f'seed{seed}'),
-                        lambda d, s=seed, m=method: adapt_lib.run_cell(
-                            trainer, config, data, workdir, m, s, d, common.preempted))
-             for seed in config.seeds]
-    results[(method, None)] = cells
-    accs = np.asarray([c['target_test_accuracy'] for c in cells])
-    print(f'{method:>13}: target test accuracy {100 * accs.mean():.1f} +- '
-          f'{100 * accs.std():.1f} ({len(accs)} seeds)')
-  summary = adapt_lib.summarize(results)
-  sweep.write(workdir, summary, adapt_lib.report(config, results, summary))
-  print(f'report: {workdir_lib.path(workdir, "report.md")}')
+  results = {(name, None): [sweep.cell(workdir_lib.path(workdir, name, f'seed{seed}'),
+                                       lambda d, n=name, s=seed: cells.run_cell(
+                                           trainer, config, data, workdir, n, s, d,
+                                           common.preempted))
+                            for seed in config.seeds]
+             for name in config.methods}
+  summary = cells.summarize(results)
+  sweep.write(workdir, summary, cells.report(config, results, summary))
 
 
 if __name__ == '__main__':
-  common.launch(main, 'configs/digits_to_digits_m.py')
+  common.launch(sys.modules[__name__])

@@ -1,5 +1,14 @@
-"""Flags, range checks, the workdir contract and one-line errors (exit 2 bad input, 3 a
-non-finite loss, 143 preempted after saving) for every stage."""
+"""The stage protocol, flags, range checks, the workdir contract and one-line errors (exit 2
+bad input, 3 a non-finite loss, 143 preempted after saving) for every stage.
+
+A stage is a module `experiments/<stage>.py` with `DEFAULT_CONFIG` (its config file),
+`check(config, workdir, wired=False) -> plan`: every check that needs no compute, writing
+nothing (a ValueError is bad input; wired: `config.source` is made earlier by the same
+pipeline, so it is not opened yet), and `run(config, workdir, plan)`: claims the workdir,
+computes (a sweep: cells read back when done, `tlu.train.sweep`), writes summary.json and
+report.md. It ends with `common.launch(sys.modules[__name__])`; the pipeline checks
+every stage it declares, then runs them in order.
+"""
 
 import os
 import re
@@ -67,13 +76,32 @@ def _parse(argv):
     fail(_flag_message(e))
 
 
-def launch(main, default_config):
-  """Defines the flags, then app.run with one-line errors for the user-facing exceptions."""
+def stage_name(stage):
+  return stage.__name__.rsplit('.', 1)[-1]
+
+
+def check(stage, config, workdir, wired=False):
+  """`stage.check`, its ValueError (and KeyError) turned into bad input."""
+  try:
+    return stage.check(config, workdir, wired)
+  except (ValueError, KeyError) as e:
+    raise ConfigError(str(e).strip('"')) from None
+
+
+def main(stage, config, workdir=None):
+  """One stage: check, then run, in `workdir` (default: a new folder under runs/)."""
+  workdir = workdir or f'runs/{stage_name(stage)}-{time.strftime("%Y%m%d-%H%M%S")}'
+  stage.run(config, workdir, check(stage, config, workdir))
+
+
+def launch(stage):
+  """Defines the flags, then app.run of `main` with one-line errors for the user-facing
+  exceptions."""
   from tlu.data.sources import DatasetError  # pylint: disable=import-outside-toplevel
   from tlu.train.checkpoint import CheckpointError  # pylint: disable=import-outside-toplevel
   from tlu.train.loop import NonFiniteLoss  # pylint: disable=import-outside-toplevel
   from tlu.train.task import Preempted  # pylint: disable=import-outside-toplevel
-  define_flags(default_config)
+  define_flags(stage.DEFAULT_CONFIG)
 
   def wrapped(argv):
     del argv
@@ -81,7 +109,7 @@ def launch(main, default_config):
     if FLAGS.multihost:
       jax.distributed.initialize()
     try:
-      main(FLAGS.config, FLAGS.workdir)
+      main(stage, FLAGS.config, FLAGS.workdir)
     except (ConfigError, DatasetError, FileNotFoundError, workdir_lib.WorkdirError,
             CheckpointError) as e:
       fail(str(e))
@@ -93,10 +121,6 @@ def launch(main, default_config):
       fail(f'{e}; stopped, {kept}', EXIT_NON_FINITE)
 
   app.run(wrapped, flags_parser=_parse)
-
-
-def resolve_workdir(workdir, stage):
-  return workdir or f'runs/{stage}-{time.strftime("%Y%m%d-%H%M%S")}'
 
 
 def check_workdir(workdir, config, sweep_keys=()):

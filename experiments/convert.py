@@ -6,25 +6,32 @@ Writes a run directory (config.json with the model and its input convention,
 checkpoints/, convert.json) every stage takes as `--config.source`; bad input: exit 2.
 """
 
+import sys
+
 from experiments import common
 from tlu import convert as convert_lib
 from tlu.convert import run as run_lib
 from tlu.train.task import config_json
 
+DEFAULT_CONFIG = 'configs/convert.py'
 
-def main(config, workdir):
+
+def check(config, workdir, wired=False):
+  del workdir, wired
   if config.format not in convert_lib.FORMATS:
-    raise common.ConfigError(f'format {config.format!r}: use configs/convert.py:<format>, one '
-                             f'of {convert_lib.FORMATS}')
+    raise ValueError(f'format {config.format!r}: use configs/convert.py:<format>, one '
+                     f'of {convert_lib.FORMATS}')
   for key in ('arch', 'checkpoint'):
     if not config[key]:
-      raise common.ConfigError(f'set --config.{key}=... (see configs/convert.py)')
-  workdir = common.resolve_workdir(workdir, 'convert')
-  overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-               for k, v in config.model.items()}
-  try:
+      raise ValueError(f'set --config.{key}=... (see configs/convert.py)')
+
+
+def run(config, workdir, plan):
+  del plan
+  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}
+  try:   # the file is read here: ConvertError, FileFormatError say why it does not convert
     converted = convert_lib.convert(config.format, config.checkpoint, config.arch, overrides)
-  except ValueError as e:   # ConvertError, FileFormatError: the message says why
+  except ValueError as e:
     raise common.ConfigError(f'{config.checkpoint}: {e}' if config.checkpoint not in str(e)
                              else str(e)) from None
   print(converted.report.table())
@@ -35,4 +42,4 @@ def main(config, workdir):
 
 
 if __name__ == '__main__':
-  common.launch(main, 'configs/convert.py')
+  common.launch(sys.modules[__name__])

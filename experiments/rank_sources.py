@@ -7,29 +7,29 @@ and take the target's images before anything is written. The scores:
 tlu/transfer/transferability.py.
 """
 
+import sys
+
 import jax
 
 from experiments import common
 from tlu.evaluate import run_features
-from tlu.train import mesh as mesh_lib, workdir as workdir_lib
+from tlu.train import mesh as mesh_lib, sweep, workdir as workdir_lib
 from tlu.transfer import transferability
 
+DEFAULT_CONFIG = 'configs/rank_sources.py'
 
-def prepare(config, workdir):
+
+def check(config, workdir, wired=False):
   common.check_batch(config.batch_size)
-  try:
-    transferability.check_config(config)
-    shape, _ = run_features.task_shape(config.dataset)
-    for source in config.sources:
-      run_features.load_backbone(source, config.source_step, image_shape=shape)
-  except ValueError as e:   # DatasetError, PretrainedError
-    raise common.ConfigError(str(e)) from None
+  transferability.check_config(config)
+  shape, _ = run_features.task_shape(config.dataset)
+  for source in () if wired else config.sources:
+    run_features.load_backbone(source, config.source_step, image_shape=shape)
   common.check_workdir(workdir, config)
 
 
-def main(config, workdir):
-  workdir = common.resolve_workdir(workdir, 'rank_sources')
-  prepare(config, workdir)
+def run(config, workdir, plan):
+  del plan
   common.claim_workdir(workdir, config)
   mesh, ds, scores = mesh_lib.make_mesh(), config.dataset, {}
   for source in config.sources:
@@ -43,13 +43,8 @@ def main(config, workdir):
   if jax.process_index() == 0:
     workdir_lib.write_json(workdir_lib.path(workdir, 'ranking.json'),
                            {n: ranking.order(n) for n in ranking.names()})
-    workdir_lib.write_json(workdir_lib.path(workdir, 'summary.json'), ranking.summary())
-    workdir_lib.write_text(workdir_lib.path(workdir, 'report.md'), (
-        f'# Source ranking for {ds.name} classes {tuple(ds.classes) or "all"}\n\n'
-        f'Scores of each source on the {ds.train_split} split (higher is better), without '
-        f'fine-tuning.\n\n{ranking.table()}\n'))
-  print(f'report: {workdir_lib.path(workdir, "report.md")}')
+  sweep.write(workdir, ranking.summary(), ranking.report(ds))
 
 
 if __name__ == '__main__':
-  common.launch(main, 'configs/rank_sources.py')
+  common.launch(sys.modules[__name__])

@@ -1,7 +1,9 @@
 """Train one task with any method: `python -m experiments.train --config=configs/digits_supervised.py`.
 
-`method` names the method (tlu/methods/<name>.py); `evaluators` what is measured on test.
+`method` names the method (tlu/methods/<name>.py); `evals` the evaluations (tlu/evaluators).
 """
+
+import sys
 
 from experiments import common
 from tlu.train import mesh as mesh_lib, task
@@ -9,20 +11,16 @@ from tlu.train import mesh as mesh_lib, task
 DEFAULT_CONFIG = 'configs/digits_supervised.py'
 
 
-def prepare(config, workdir):
+def check(config, workdir, wired=False):
   """Every check that needs no compute; returns the task's splits."""
+  del wired
   common.check_workdir(workdir, config)
-  try:
-    splits = task.task_splits(config.dataset)
-    task.check_task(config, splits)
-  except ValueError as e:
-    raise common.ConfigError(str(e)) from None
+  splits = task.task_splits(config.dataset)
+  task.check_task(config, splits)
   return splits
 
 
-def main(config, workdir):
-  workdir = common.resolve_workdir(workdir, 'train')
-  splits = prepare(config, workdir)
+def run(config, workdir, splits):
   summary, _ = task.fit_task(task.Trainer(mesh_lib.make_mesh()), config, workdir, splits,
                              should_stop=common.preempted)
   print(' '.join(f'{k}={v:.4f}' for k, v in summary.items() if k.startswith('test_')) +
@@ -30,4 +28,4 @@ def main(config, workdir):
 
 
 if __name__ == '__main__':
-  common.launch(main, DEFAULT_CONFIG)
+  common.launch(sys.modules[__name__])

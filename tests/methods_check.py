@@ -40,7 +40,7 @@ def config(name):
       optimizer=dict(name='sgd', lr=0.05, momentum=0.9, weight_decay=1e-4,
                      schedule='cosine', warmup_steps=0),   # SGD: no Adam sign amplification
       steps=4, batch_size=8, eval_batch_size=8,
-      augment=dict(noise_prob=1.0, noise_std=0.1), freeze=(), evaluators={}, log_every=1,
+      augment=dict(noise_prob=1.0, noise_std=0.1), freeze=(), evals={}, log_every=1,
       eval_every=0, checkpoint_every=2, keep_checkpoints=3, progress=False))
 
 

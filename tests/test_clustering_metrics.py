@@ -1,5 +1,6 @@
 """Clustering metrics on hand-derived cases."""
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -60,18 +61,19 @@ def test_kmeans_comparison_names_and_scores_each_representation():
   pixels = (np.eye(3)[labels] + 0.01 * rng.normal(size=(60, 3))).astype(np.float32)
   noise = rng.normal(size=(60, 4)).astype(np.float32)  # features that know nothing
   inputs = kmeans_comparison.representations(pixels, noise, pca_components=2)
-  assert [(name, x.shape) for name, x in inputs.items()] == [
-      ('raw pixels', (60, 3)), ('PCA-2 of pixels', (60, 2)),
-      ('contrastive features (L2-normalised)', (60, 4))]
-  np.testing.assert_allclose(np.linalg.norm(inputs[kmeans_comparison.FEATURES], axis=1), 1.0,
+  assert [(short, name, x.shape) for short, (name, x) in inputs.items()] == [
+      ('raw', 'raw pixels', (60, 3)), ('pca', 'PCA-2 of pixels', (60, 2)),
+      ('contrastive', 'contrastive features (L2-normalised)', (60, 4))]
+  np.testing.assert_allclose(np.linalg.norm(inputs[kmeans_comparison.FEATURES][1], axis=1), 1.0,
                              rtol=1e-6)
-  result = kmeans_comparison.compare(inputs, labels, 3, seed=0, n_init=2, max_iter=50)
-  assert set(result.summary) == {f'{r}/{m}' for r in ('raw', 'pca', 'contrastive')
-                                 for m in ('acc', 'nmi', 'ari')}
-  assert result.summary['raw/acc'] == 1.0 and result.summary['pca/acc'] == 1.0
-  assert result.summary['contrastive/acc'] < 0.8
-  assert [row[:2] for row in result.rows] == [(n, x.shape[1]) for n, x in inputs.items()]
-  assert '| raw pixels | 3 | 1.0000 | 1.0000 | 1.0000 |' in result.table()
+  config = ml_collections.ConfigDict(dict(n_init=2, max_iter=50, seed=0))
+  summary, table = kmeans_comparison.compare(inputs, labels, 3, config, mesh=None)
+  assert list(summary) == [f'{r}/{m}' for r in ('raw', 'pca', 'contrastive')
+                           for m in ('acc', 'nmi', 'ari')]
+  assert summary['raw/acc'] == 1.0 and summary['pca/acc'] == 1.0
+  assert summary['contrastive/acc'] < 0.8
+  assert '| raw pixels | 3 | 1.0000 | 1.0000 | 1.0000 |' in table
+  assert '| PCA-2 of pixels | 2 |' in table
 
 
 @pytest.mark.parametrize('option,value', [('rows', 'train'), ('num_clusters', -1),
@@ -79,8 +81,7 @@ def test_kmeans_comparison_names_and_scores_each_representation():
                                           ('pca_components', 0), ('pca_components', 65)])
 def test_kmeans_comparison_refuses_options_out_of_range(option, value):
   from tlu.evaluate import kmeans_comparison  # pylint: disable=import-outside-toplevel
-  options = dict(rows='all', num_clusters=0, n_init=1, max_iter=1, pca_components=32,
-                 pixels=64)
-  kmeans_comparison.check(**options)
+  options = dict(rows='all', num_clusters=0, n_init=1, max_iter=1, pca_components=32, seed=0)
+  kmeans_comparison.check(ml_collections.ConfigDict(options), pixels=64)
   with pytest.raises(ValueError, match=option):
-    kmeans_comparison.check(**{**options, option: value})
+    kmeans_comparison.check(ml_collections.ConfigDict({**options, option: value}), pixels=64)

@@ -150,7 +150,7 @@ def test_aad_trains_on_the_target_alone(tmp_path):
   assert not any(isinstance(v, _NoSource) for v in vars(splits).values())
 
   cfg = methods_check.config('aad')
-  cfg.evaluators = {}
+  cfg.evals = {}
   trainer = task.Trainer(mesh_lib.make_mesh(jax.devices()[:1]))
   # Only the loop's own reads count: the host hook's feature extraction is allowed labels
   # (diagnostics, as SHOT's), the training batches are not.

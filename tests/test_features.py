@@ -113,12 +113,12 @@ def test_empty_image_array_fails(model_and_variables):
 
 # The stages that read a run's features. One tiny pretraining serves them all: the cluster
 # stage trains it itself (no source), the others are given it as --config.source. Only its
-# checkpoint is read: no evaluators at its end (the pretrain stage's own tests run them).
+# checkpoint is read: no evaluations at its end (the pretrain stage's own tests run them).
 
 def _tiny_pretrain(data_dir):
   return [f'--config.pretrain.dataset.data_dir={data_dir}', '--config.pretrain.steps=2',
           '--config.pretrain.batch_size=32', '--config.pretrain.eval_every=0',
-          '--config.pretrain.checkpoint_every=2', '--config.pretrain.evaluators={}']
+          '--config.pretrain.checkpoint_every=2', '--config.pretrain.evals={}']
 
 
 def _read(workdir):

@@ -234,7 +234,7 @@ def _task_config(freeze):
       seed=0, method=dict(name='supervised'),
       model=dict(name='cnn', widths=(4, 8), features=16, use_bn=True), freeze=freeze,
       optimizer=dict(name='adamw', lr=0.05, weight_decay=0.5, schedule='constant'),
-      steps=4, batch_size=8, eval_batch_size=8, augment='', evaluators={}, log_every=2,
+      steps=4, batch_size=8, eval_batch_size=8, augment='', evals={}, log_every=2,
       checkpoint_every=4, progress=False))
 
 

@@ -21,7 +21,7 @@ from conftest import ROOT, run_stage, xla_flags
 SSL = ('--config=configs/digits_ssl.py:mocov3', '--config.steps=6', '--config.batch_size=16',
        '--config.model.widths=(16, 32)',
        '--config.log_every=1', '--config.eval_every=0', '--config.checkpoint_every=2',
-       '--config.progress=False', '--config.pixel_baseline=False', '--config.evaluators={}')
+       '--config.progress=False', '--config.pixel_baseline=False', '--config.evals={}')
 ADAPT = ('--config.methods=("shot",)', '--config.seeds=(0,)', '--config.eval_batch_size=120',
          '--config.source_task.steps=4', '--config.source_task.batch_size=32',
          '--config.source_task.eval_every=0', '--config.source_task.checkpoint_every=4',

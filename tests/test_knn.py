@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
-from tlu.evaluate import knn
+from tlu.evaluate import nearest_neighbours as knn
 
 
 def brute_force_knn(train, labels, test, k, num_classes, weighting='uniform', temperature=0.07):

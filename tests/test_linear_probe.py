@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from tlu.evaluate import linear_probe as lp
+from tlu.evaluate import logistic_regression as lp
 
 C = 1.0
 

@@ -24,9 +24,13 @@ SSL = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
                  'supcon')]
 
 
+PROBE_EVAL = {PROBE: dict(type='classification', head=PROBE, prefix='online_probe_')}
+
+
 def _config(name, online_probe):
   cfg = methods_check.config(name)
   cfg.online_probe = online_probe
+  cfg.evals = PROBE_EVAL if online_probe else {}
   return cfg
 
 
@@ -91,11 +95,12 @@ def test_the_backbone_trains_as_without_the_probe_and_its_accuracy_is_reported(t
   assert metrics['online_probe_accuracy'] == pytest.approx(np.mean(logits.argmax(1) == labels))
 
 
-def test_a_probe_that_cannot_see_labels_or_is_named_as_an_evaluator_is_refused():
+def test_a_probe_that_cannot_see_labels_or_is_scored_without_its_head_is_refused():
   cfg = _config('dann', True)
   with pytest.raises(ValueError, match="online_probe=True: method dann reads 'paired'"):
     task.check_task(cfg)
-  cfg = _config('simclr', True)
-  cfg.evaluators = {PROBE: {}}
-  with pytest.raises(ValueError, match='evaluators.online_probe: set online_probe=True'):
-    task.check_task(cfg)
+  cfg = _config('simclr', False)
+  cfg.evals = PROBE_EVAL
+  with pytest.raises(ValueError, match="evals.online_probe reads the head 'online_probe', "
+                                       'which the model does not have'):
+    task.check_task(cfg, methods_check.splits())

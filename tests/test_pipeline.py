@@ -55,6 +55,9 @@ def test_every_stage_writes_its_summary_and_the_report_has_every_section(pipelin
   for png in ('label_efficiency.png', 'learning_curves.png', 'tsne_adapt_before.png',
               'tsne_adapt_after.png'):
     assert (workdir / png).exists(), png
+  for picture in re.findall(r'!\[[^]]*\]\(([^)]+)\)', report):   # every linked picture is there
+    assert (workdir / picture).exists(), picture
+  assert '](tsne.png)' not in report   # a stage's pictures are linked from its sub-workdir
 
 
 def test_every_number_of_every_summary_is_in_the_report_and_nothing_is_unformatted(pipeline):

@@ -75,9 +75,9 @@ def test_pretrain_stage_writes_the_workdir_contract_and_representation_metrics(t
   run_stage('pretrain', f'--workdir={tmp_path}', f'--config.dataset.data_dir={data_dir}',
             '--config.steps=4', '--config.batch_size=32', '--config.log_every=1',
             '--config.eval_every=0', '--config.checkpoint_every=2', '--config.progress=False',
-            '--config.evaluators.few_label_probe.trials=1', '--config.evaluators.kmeans.n_init=1',
-            '--config.evaluators.linear_probe.steps=20',
-            '--config.evaluators.few_label_probe.steps=20', '--config.augment.affine_prob=0',
+            '--config.evals.few_label_probe.trials=1', '--config.evals.kmeans.n_init=1',
+            '--config.evals.linear_probe.steps=20',
+            '--config.evals.few_label_probe.steps=20', '--config.augment.affine_prob=0',
             '--config.pixel_baseline=False', check=True)
   for name in ('config.json', 'metrics.jsonl', 'summary.json', 'checkpoints'):
     assert os.path.exists(tmp_path / name), name

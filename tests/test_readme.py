@@ -12,6 +12,12 @@ def test_the_write_your_own_method_example_is_tlu_methods_mocov3():
   assert block.split('```')[0] == Path(ROOT, 'tlu', 'methods', 'mocov3.py').read_text()
 
 
+def test_the_write_your_own_evaluator_example_is_tlu_evaluators_knn():
+  readme = Path(ROOT, 'README.md').read_text()
+  block = readme.split('This is the whole of\n`tlu/evaluators/knn.py`:\n\n```python\n')[1]
+  assert block.split('```')[0] == Path(ROOT, 'tlu', 'evaluators', 'knn.py').read_text()
+
+
 def test_every_config_file_the_readme_names_exists():
   readme = Path(ROOT, 'README.md').read_text()
   for path in set(re.findall(r'configs/\w+\.py', readme)):

@@ -33,8 +33,8 @@ def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
 
 SSL_SMALL = ('--config.progress=False', '--config.steps=2', '--config.batch_size=16', '--config.eval_batch_size=16',
              '--config.eval_every=0', '--config.checkpoint_every=2', '--config.log_every=1',
-             '--config.model.width=8', '--config.evaluators.knn.k=5',
-             '--config.evaluators.kmeans.n_init=1', '--config.evaluators.linear_probe.steps=5')
+             '--config.model.width=8', '--config.evals.knn.k=5',
+             '--config.evals.kmeans.n_init=1', '--config.evals.linear_probe.steps=5')
 # Each method's heads shrunk to widths that fit together (a predictor ends in its projector's).
 SSL_HEADS = {
     'simclr': ('--config.method.projector=(32,16)',),
@@ -79,14 +79,14 @@ def test_cifar10_ssl_recipes_are_solo_learns():
   sys.path.insert(0, ROOT)
   from configs import cifar10_ssl  # pylint: disable=import-outside-toplevel
   c = cifar10_ssl.get_config('simclr_knn200')
-  assert c.batch_size == 512 and c.steps == 200 * 50_000 // 512 and c.evaluators.knn.k == 200
+  assert c.batch_size == 512 and c.steps == 200 * 50_000 // 512 and c.evals.knn.k == 200
   # solo-learn's classifier_lr / lr (scripts/pretrain/cifar/*.yaml) as the probe's multiplier.
   for method, (lr, classifier_lr) in {'simclr': (0.4, 0.1), 'byol': (1.0, 0.1),
                                       'mocov3': (0.3, 0.3), 'swav': (0.6, 0.1)}.items():
     c = cifar10_ssl.get_config(method)
     assert c.online_probe and c.optimizer.lr == lr and c.steps == 1000 * 50_000 // 256
     assert c.freeze == (('online_probe/.*', pytest.approx(classifier_lr / lr)),)
-    assert (c.evaluators.knn.k, c.evaluators.knn.temperature) == (200, 0.1)
+    assert (c.evals.knn.k, c.evals.knn.temperature) == (200, 0.1)
   assert set(cifar10_ssl.RECIPES) == set(SSL_HEADS)
 
 

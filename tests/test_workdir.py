@@ -31,13 +31,13 @@ def test_no_plain_file_call_on_run_directories():
 
 def test_a_stage_runs_on_an_epath_workdir(tmp_path, data_dir):
   from configs import digits_supervised  # pylint: disable=import-outside-toplevel
-  from experiments import train  # pylint: disable=import-outside-toplevel
+  from experiments import common, train  # pylint: disable=import-outside-toplevel
   config = digits_supervised.get_config()
   config.update(dict(steps=3, batch_size=32, eval_every=0, checkpoint_every=3, log_every=1,
                      progress=False))
   config.dataset.data_dir = data_dir
   workdir = epath.Path(tmp_path) / 'run'
-  train.main(config, workdir)
+  common.main(train, config, workdir)
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['steps'] == 3
   assert (workdir / 'checkpoints' / '3').is_dir() and (workdir / 'metrics.jsonl').exists()

@@ -33,13 +33,13 @@ RULES = (  # (key regex, predicate, what is allowed); the first full match appli
     (r'steps', _non_negative, '>= 1 (or 0 with epochs >= 1)'),
     (r'features', _non_negative, 'an integer >= 0 (0: no fc layer, cnn only)'),
     (r'epochs|steps_per_epoch|eval_every|warmup_steps|num_clusters|image_size|channels|'
-     r'cluster_rounds|few_shot_trials|.*_steps|local_size', _non_negative,
+     r'cluster_rounds|few_shot_trials|.*_steps|local_size|randaugment_ops', _non_negative,
      'an integer >= 0 (0: off or all)'),
     (r'lr|temperature|.*_temperature|eps|epsilon|input_std', _positive, 'a finite number > 0'),
     (r'depth|mlp_dim|num_heads|patch_size|hidden_size|num_layers', _positive, 'an integer >= 1'),
     (r'weight_decay|grad_clip_norm|.*_lr_mult|noise_std|head_l2_scale|beta|alpha|gamma|'
      r'.*_weight|.*_deg|.*_std|margin|.*_scale', _non_negative, 'a finite number >= 0'),
-    (r'momentum|.*_momentum|.*_prob|prob|.*_shrinkage|translate_frac', _unit,
+    (r'momentum|.*_momentum|.*_prob|prob|.*_shrinkage|translate_frac|shift_frac|cutout_frac', _unit,
      'a number in [0, 1]'),
     (r'label_smoothing', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
     (r'labels_per_class', _non_negative, 'integers >= 0 (0: every label)'),

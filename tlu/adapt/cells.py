@@ -3,28 +3,27 @@
 Config (configs/digits_to_digits_m.py): `source_task` (a supervised task on the
 labelled source), `target` (a dataset config), `methods`, `seeds`, one task block
 per trained method, `target_oracle` (a supervised task without its dataset).
-Source-free methods (`Method.from_source`) get only the target's unlabelled
-training images and the source run's weights; `paired` methods get the labelled
-source and the unlabelled target. The target's labels are read for the test split
-(and the diagnostics a method logs as such) only.
+Every cell is a task config: `source_only` is the source task on the target, scored
+as loaded (no step trained); `target_oracle` trains on the labelled target; a
+source-free method (`Method.from_source`) gets only the target's unlabelled training
+images and the source run's weights, a `paired` one the labelled source and the
+unlabelled target. Each cell's evaluations (`cell_evals`) score the target test split
+and, with `target_validation_split`, the labelled target validation split (the
+`validation` instance). The target's labels are read for these (and the diagnostics a
+method logs as such) only.
 """
-
-import dataclasses
 
 import jax
 import numpy as np
 
-from tlu import evaluators, methods
-from tlu.evaluators import classification
+from tlu import methods
 from tlu.models import build_model
-from tlu.train import task, workdir as workdir_lib, writers
-from tlu.train.state import TrainState
+from tlu.train import sweep, task, workdir as workdir_lib, writers
 from tlu.data import subsets
 from tlu.transfer.pretrained import PretrainedError, load_pretrained
 from tlu.transfer.surgery import TransplantError, transplant
 
 BASELINES = ('source_only', 'target_oracle')
-EVAL = {'classification': {}}
 
 
 class AdaptData:
@@ -39,7 +38,8 @@ class AdaptData:
     # Labelled target validation split (config.target_validation_split, '' = none): each
     # trained cell also scores it, and the report selects the step by it.
     split = config.get('target_validation_split', '')
-    self.target_validation = subsets.task_source(tgt, split) if split else None
+    if split:
+      self.oracle_splits.extra = {'validation': subsets.task_source(tgt, split)}
     s, t = self.source_splits, self.oracle_splits
     if (s.num_classes, tuple(s.image_shape)) != (t.num_classes, tuple(t.image_shape)):
       raise ValueError(f'source {src.name} ({s.num_classes} classes, images {s.image_shape}) and '
@@ -52,9 +52,20 @@ class AdaptData:
     t = self.oracle_splits
     if method_cls.from_source:
       return task.Splits(train=t.train, test=t.test, num_classes=t.num_classes,
-                         image_shape=t.image_shape)
+                         image_shape=t.image_shape, extra=t.extra)
     return task.Splits(train=self.source_splits.train, target=t.train, test=t.test,
-                       num_classes=t.num_classes, image_shape=t.image_shape)
+                       num_classes=t.num_classes, image_shape=t.image_shape, extra=t.extra)
+
+  def cell(self, config, name, seed):
+    """(task config, splits) of the cell `name` at `seed`."""
+    if name == 'target_oracle':
+      return oracle_task(config, seed), self.oracle_splits
+    if name == 'source_only':   # the source model's task, on the target, trained no further
+      return _with(config.source_task, dataset=config.target.copy_and_resolve_references(),
+                   seed=seed, eval_batch_size=config.eval_batch_size,
+                   evals=cell_evals(config, validation=False)), self.oracle_splits
+    cfg = cell_task(config, name, seed)
+    return cfg, self.splits_for(methods.get(cfg.method.name))
 
 
 def _with(cfg, **values):
@@ -75,15 +86,25 @@ def source_task(config, seed):
   return _with(config.source_task, seed=seed)
 
 
+def cell_evals(config, validation=True):
+  """The evaluations of every cell: target test accuracy and loss ('accuracy', 'loss'); with
+  a `target_validation_split`, its accuracy ('validation_accuracy')."""
+  evals = {'test': dict(type='classification', splits=('test',))}
+  if validation and config.get('target_validation_split', ''):
+    evals['validation'] = dict(type='classification', splits=('validation',),
+                               prefix='validation_', loss=False)
+  return evals
+
+
 def oracle_task(config, seed):
   return _with(config.target_oracle, dataset=config.target.copy_and_resolve_references(),
-               seed=seed)
+               seed=seed, evals=cell_evals(config))
 
 
 def cell_task(config, method, seed):
   """The task of a trained method's cell: its block, the source's model, this seed."""
   return _with(config[method], model=config.source_task.model.copy_and_resolve_references(),
-               seed=seed, eval_batch_size=config.eval_batch_size, evaluators=EVAL,
+               seed=seed, eval_batch_size=config.eval_batch_size, evals=cell_evals(config),
                progress=config.progress)
 
 
@@ -104,10 +125,14 @@ def check_methods(config):
       methods.get(config[m].method.name)
 
 
+def from_source(config, name):
+  """Whether the cell `name` starts from the source run's weights."""
+  return name == 'source_only' or (name not in BASELINES and
+                                   methods.get(config[name].method.name).from_source)
+
+
 def needs_source(config):
-  return any(m == 'source_only' or (m not in BASELINES and
-                                    methods.get(config[m].method.name).from_source)
-             for m in config.methods)
+  return any(from_source(config, m) for m in config.methods)
 
 
 def source_init(config, data, workdir, seed):
@@ -128,7 +153,7 @@ def source_init(config, data, workdir, seed):
   def init(variables):
     return variables if variables is None else transplant(src_vars, variables)[0]
 
-  init.model, init.step, init.directory = model, step, directory
+  init.step, init.directory = step, directory
   return init
 
 
@@ -137,45 +162,19 @@ def classification_head(data):
   return heads.classifier(data.oracle_splits.num_classes)
 
 
-def run_cell(trainer, config, data, workdir, method, seed, cell_dir, should_stop):
-  """Trains (or scores) one cell; returns its summary ({'target_test_accuracy', ...})."""
-  desc = f'{method}/seed{seed}'
-  if method == 'source_only':
-    init = source_init(config, data, workdir, seed)
-    variables = init(jax.jit(init.model.init)(jax.random.key(seed), np.zeros(
-        (1,) + tuple(data.oracle_splits.image_shape), np.float32)))
-    ctx = evaluators.Context(model=init.model, mesh=trainer.mesh, test=data.oracle_splits.test,
-                             num_classes=data.oracle_splits.num_classes,
-                             batch_size=config.eval_batch_size)
-    metrics = classification.Evaluator(ctx)(TrainState.create(variables, _NoUpdates, seed))
+def run_cell(trainer, config, data, workdir, name, seed, cell_dir, should_stop):
+  """Trains (or, for source_only, scores as loaded) one cell; returns its summary
+  ({'target_test_accuracy', ...})."""
+  cfg, splits = data.cell(config, name, seed)
+  init = source_init(config, data, workdir, seed) if from_source(config, name) else None
+  if name == 'source_only':
+    metrics = trainer.evaluations(cfg, splits)(trainer.init_state(cfg, splits, init))
     return {'target_test_accuracy': metrics['accuracy'], 'target_test_loss': metrics['loss'],
             'source_step': int(init.step)}
-  if method == 'target_oracle':
-    cfg, splits = oracle_task(config, seed), data.oracle_splits
-    summary, _ = task.fit_task(trainer, cfg, cell_dir, splits, claim=False,
-                               evaluate=_evaluate(trainer, cfg, splits, data.target_validation),
-                               should_stop=should_stop, desc=desc)
-    return selected(cell_dir, {**summary, 'target_test_accuracy': summary['test_accuracy']})
-  cfg = cell_task(config, method, seed)
-  method_cls = methods.get(cfg.method.name)
-  splits = data.splits_for(method_cls)
-  init = source_init(config, data, workdir, seed) if method_cls.from_source else None
   summary, _ = task.fit_task(trainer, cfg, cell_dir, splits, init=init,
-                             evaluate=_evaluate(trainer, cfg, splits, data.target_validation),
                              summary_prefix='target_test_', claim=False,
-                             should_stop=should_stop, desc=desc)
+                             should_stop=should_stop, desc=f'{name}/seed{seed}')
   return selected(cell_dir, summary)
-
-
-def _evaluate(trainer, cfg, splits, validation):
-  """state -> the target test split's {'accuracy', 'loss'}, plus 'validation_accuracy' on
-  the labelled target `validation` split when there is one (None: test only)."""
-  ctx = trainer.context(cfg, splits)
-  test = classification.Evaluator(ctx)
-  if validation is None:
-    return test
-  val = classification.Evaluator(dataclasses.replace(ctx, test=validation, _features={}))
-  return lambda state: {**test(state), 'validation_accuracy': val(state)['accuracy']}
 
 
 def selected(cell_dir, summary):
@@ -198,37 +197,21 @@ def selected(cell_dir, summary):
           'best_target_test_accuracy': float(max(r['accuracy'] for r in rows))}
 
 
-class _NoUpdates:
-  """A stand-in optimizer for scoring a fixed model through TrainState."""
-
-  @staticmethod
-  def init(params):
-    del params
-    return ()
-
-
 def summarize(results):
-  """{(method, None): [cell summaries]} -> flat summary; gap closed when both bounds ran.
-
-  gap_closed = (acc - source_only) / (target_oracle - source_only), on seed means.
-  """
-  accs = {m: [c['target_test_accuracy'] for c in cells] for (m, _), cells in results.items()}
+  """{(method, None): [cell summaries]} -> the sweep's summary (`tlu.train.sweep.summarize` of
+  the target test accuracy, last step and validation-selected) and, when both bounds ran,
+  gap_closed = (acc - source_only) / (target_oracle - source_only) on seed means."""
   summary = {}
-  for method, values in accs.items():
-    summary[f'{method}/target_test_accuracy'] = float(np.mean(values))
-    summary[f'{method}/target_test_accuracy_std'] = float(np.std(values))
-    chosen = [c['selected_target_test_accuracy'] for c in results[(method, None)]
-              if 'selected_target_test_accuracy' in c]
-    if chosen and len(chosen) == len(values):
-      summary[f'{method}/selected_target_test_accuracy'] = float(np.mean(chosen))
-      summary[f'{method}/selected_target_test_accuracy_std'] = float(np.std(chosen))
+  for metric in ('target_test_accuracy', 'selected_target_test_accuracy'):
+    summary.update(sweep.summarize(results, metric))
+  accs = {m: np.mean([c['target_test_accuracy'] for c in cells]) for (m, _), cells in
+          results.items()}
   if len(accs) == 1:
-    summary['target_test_accuracy'] = float(np.mean(next(iter(accs.values()))))
-  if 'source_only' in accs and 'target_oracle' in accs:
-    low, high = np.mean(accs['source_only']), np.mean(accs['target_oracle'])
-    for method in accs:
-      if method not in BASELINES and high > low:
-        summary[f'{method}/gap_closed'] = float((np.mean(accs[method]) - low) / (high - low))
+    summary['target_test_accuracy'] = float(next(iter(accs.values())))
+  low, high = accs.get('source_only'), accs.get('target_oracle')
+  if low is not None and high is not None and high > low:
+    summary.update({f'{m}/gap_closed': float((acc - low) / (high - low))
+                    for m, acc in accs.items() if m not in BASELINES})
   return summary
 
 

@@ -7,8 +7,10 @@ of Ganin & Lempitsky, 2015, without a download: the photographs are the two that
 scikit-learn ships). Both use one fixed stratified split (train 1,437 /
 test 360) so a source and a target model see the same images and labels.
 
-Features are `tfds.features.Tensor(uint8)`, not `Image`: `Image` needs TensorFlow
-to encode PNGs, the array_record Tensor path does not.
+Features are `tfds.features.Tensor(uint8)`: the images are tiny and held as arrays. An
+`Image` feature would also work without TensorFlow when fed encoded bytes, a file path or a
+`PIL.Image` (tlu.data.prepare does so); only a numpy array goes through `tf.image` to be
+encoded.
 """
 
 import abc

@@ -21,7 +21,9 @@ disjoint regions of every photograph: each photograph is cut into 64x64 tiles, a
 one tile of its split. No background pixel of a test image was seen in training, and
 every split covers every part of every photograph.
 
-Features are `tfds.features.Tensor(uint8)`, not `Image` (no TensorFlow needed).
+Features are `tfds.features.Tensor(uint8)`, the arrays as they are. (An `Image` feature
+needs no TensorFlow either when fed encoded bytes, a path or a `PIL.Image`, as
+tlu.data.prepare does; only encoding a numpy array calls `tf.image`.)
 """
 
 import os

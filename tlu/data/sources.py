@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tlu.data import digits, mnist  # noqa: F401  (register the embedded builders)
+from tlu.data import digits, labels, mnist  # noqa: F401  (register the embedded builders)
 
 EMBEDDED = ('tlu_digits', 'tlu_digits_m', 'tlu_mnist', 'tlu_mnist_m')
 
@@ -24,8 +24,9 @@ class DatasetError(ValueError):
 class DatasetInfo:
   name: str
   image_shape: tuple
-  num_classes: int
+  num_classes: int   # 0 when unlabelled
   splits: dict  # split name -> number of examples
+  labelled: bool = True   # False: no `label` feature (an unlabelled prepared dataset)
 
 
 def _builder(name, data_dir):
@@ -64,9 +65,15 @@ def dataset_info(name, splits, data_dir=None):
   """Opens `splits` (failing clearly if it cannot) and returns shapes, classes, sizes."""
   sources = {split: open_source(name, split, data_dir) for split in splits}
   features = _builder(name, data_dir).info.features
+  labelled = labels.has_labels(features)
   return DatasetInfo(name=name, image_shape=tuple(features['image'].shape),
-                     num_classes=int(features['label'].num_classes),
-                     splits={k: len(v) for k, v in sources.items()})
+                     num_classes=int(features['label'].num_classes) if labelled else 0,
+                     splits={k: len(v) for k, v in sources.items()}, labelled=labelled)
+
+
+def is_labelled(name, data_dir=None):
+  """Whether dataset `name` has a `label` feature (reads its info only, no split)."""
+  return labels.has_labels(_builder(name, data_dir).info.features)
 
 
 def load_arrays(name, split, data_dir=None):

@@ -11,7 +11,10 @@ from tlu.data import preprocess, sources
 
 
 def labels_of(source):
-  """(N,) int labels of a source, read once."""
+  """(N,) int labels of a source, read once; DatasetError for a dataset without labels."""
+  if len(source) and 'label' not in source[0]:
+    raise sources.DatasetError('the dataset has no labels (it was prepared from images '
+                               'without classes), and this stage reads them')
   return np.asarray([int(source[i]['label']) for i in range(len(source))])
 
 
@@ -38,16 +41,20 @@ class TaskView:
   """
 
   def __init__(self, source, classes=(), labels_per_class=0, seed=0, labels=None,
-               image_size=0, channels=0):
+               image_size=0, channels=0, labelled=True):
+    self.source, self.fit, self.labelled = source, (image_size, channels), labelled
+    if not labelled:   # images only: every example, no label key
+      if classes or labels_per_class:
+        raise ValueError('an unlabelled dataset has no classes to choose or labels to keep')
+      self.indices, self.classes, self.source_labels = np.arange(len(source)), (), None
+      return
     labels = labels_of(source) if labels is None else np.asarray(labels)
     classes = tuple(classes) or tuple(np.unique(labels).tolist())
     keep = np.flatnonzero(np.isin(labels, classes))
     chosen = few_labels(labels[keep], labels_per_class, seed)
-    self.source = source
     self.indices = keep[chosen]
     self.classes = classes
     self.source_labels = labels
-    self.fit = (image_size, channels)
     remap = np.full(max(int(labels.max()), max(classes)) + 1, -1)
     remap[list(classes)] = np.arange(len(classes))
     self.labels = remap[labels[self.indices]]
@@ -57,7 +64,8 @@ class TaskView:
 
   def __getitem__(self, i):
     example = dict(self.source[int(self.indices[i])])
-    example['label'] = np.int64(self.labels[i])
+    if self.labelled:
+      example['label'] = np.int64(self.labels[i])
     if any(self.fit):
       example['image'] = preprocess.fit_image(example['image'], *self.fit)
     return example
@@ -68,15 +76,16 @@ class TaskView:
                     *self.fit)
 
 
-def task_source(ds, split, labels_per_class=0, seed=0, labels=None):
+def task_source(ds, split, labels_per_class=0, seed=0, labels=None, labelled=True):
   """The examples of a dataset config `ds` (name, data_dir, classes, image_size, channels).
 
   Images are fitted to ds.image_size / ds.channels (0 = as stored), labels to
   ds.classes (() = all). Opening fails clearly for unknown or unprepared data.
+  labelled=False: a dataset without labels, read as {'image'} examples.
   """
   source = sources.open_source(ds['name'], split, ds.get('data_dir'))
   return TaskView(source, ds.get('classes', ()), labels_per_class, seed, labels,
-                  ds.get('image_size', 0), ds.get('channels', 0))
+                  ds.get('image_size', 0), ds.get('channels', 0), labelled)
 
 
 def input_shape(ds, info):

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from tlu.report import tables
 from tlu.unsupervised import anomaly, kmeans as kmeans_lib
 
 
@@ -97,3 +98,17 @@ def auroc_table(representations, score_fns, labels_train, labels_test):
       rows.append((rep, score, *[per_class[c] for c in sorted(per_class)], mean))
       summary[f'{rep}/{score}/mean_auroc'] = mean
   return rows, summary
+
+
+def report(rows, classes, dataset, backbone):
+  """(markdown table, report.md) of `auroc_table`'s rows; classes: the sorted test labels,
+  backbone: the `tlu.evaluate.run_features.Backbone` the features came from."""
+  table = tables.key_value_table(rows, ('features', 'score', *[f'normal={c}' for c in classes],
+                                        'mean'))
+  return table, (
+      f'# One-class anomaly detection on {dataset}\n\n'
+      'Each class in turn is normal: the scorer sees only its training images; every test '
+      'image of another class is an anomaly. AUROC (anomaly = positive). Features: backbone '
+      f'of `{backbone.run_dir}` (step {backbone.step}), L2-normalised; that backbone may have '
+      'seen images of every class (without labels) during its own training.\n\n'
+      f'{table}\n')

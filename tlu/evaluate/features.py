@@ -36,6 +36,12 @@ def _feature_fn(model, mesh):
                  out_shardings=mesh_lib.batch_sharding(mesh))
 
 
+def l2_normalize(x):
+  """Rows of x (N, F) as float32 numpy, scaled to unit L2 norm (zero rows stay zero)."""
+  x = np.asarray(x, np.float32)
+  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def _array_batches(images, global_batch, process_index, process_count):
   """eval_batches for an in-memory array: same per-process order, padding and mask."""
   local = global_batch // process_count

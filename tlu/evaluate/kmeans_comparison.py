@@ -2,72 +2,63 @@
 
 SCAN's "pretext + k-means" protocol (Van Gansbeke et al. 2020): the L2-normalised
 features of a learned backbone, clustered with k-means++ restarts, against the
-baselines a representation must beat, raw pixels and their PCA. Scores are Hungarian
-accuracy, NMI and ARI (`tlu.evaluate.clustering`).
+baselines a representation must beat, raw pixels and their PCA. Each representation is
+scored by an instance of the `kmeans` evaluator (tlu/evaluators/kmeans.py) on fixed
+features: Hungarian accuracy, NMI and ARI.
 """
 
-import dataclasses
-
-import jax
 import numpy as np
 
-from tlu.evaluate import clustering
-from tlu.evaluate.representation import l2_normalize
+from tlu import evaluators
+from tlu.evaluate.features import l2_normalize
 from tlu.report import tables
-from tlu.unsupervised import kmeans as kmeans_lib, pca as pca_lib
+from tlu.unsupervised import pca as pca_lib
 
-ROWS = ('all', 'test')
-FEATURES = 'contrastive features (L2-normalised)'
+ROWS = {'all': ('train_split', 'eval_split'), 'test': ('eval_split',)}   # the splits clustered
+FEATURES = 'contrastive'
 
 
-def check(*, rows, num_clusters, n_init, max_iter, pca_components, pixels):
+def check(config, pixels):
   """ValueError naming the option out of range; `pixels`: values per image (H*W*C)."""
-  if rows not in ROWS:
-    raise ValueError(f"rows must be 'all' or 'test', got {rows!r}")
-  for name, value, low in (('num_clusters', num_clusters, 0), ('n_init', n_init, 1),
-                           ('max_iter', max_iter, 1)):
-    if value < low:
-      raise ValueError(f'{name}={value} must be >= {low}')
-  if not 0 < pca_components <= pixels:
-    raise ValueError(f'pca_components={pca_components} must be in 1..{pixels} '
+  if config.rows not in ROWS:
+    raise ValueError(f"rows must be 'all' or 'test', got {config.rows!r}")
+  if not 0 < config.pca_components <= pixels:
+    raise ValueError(f'pca_components={config.pca_components} must be in 1..{pixels} '
                      '(the number of pixel values)')
+  evaluators.check(specs(config, config.num_clusters))
 
 
 def representations(pixels, features, pca_components):
-  """{name: (N, d)} of the same N rows: raw pixels (N, P) in [0, 1], their PCA to
-  `pca_components` dimensions, and the backbone features (N, F) L2-normalised."""
+  """{short name: (long name, (N, d))} of the same N rows: raw pixels (N, P) in [0, 1], their
+  PCA to `pca_components` dimensions, and the backbone features (N, F) L2-normalised."""
   reduced = np.asarray(pca_lib.pca_transform(pca_lib.pca_fit(pixels, pca_components), pixels))
-  return {'raw pixels': pixels, f'PCA-{pca_components} of pixels': reduced,
-          FEATURES: l2_normalize(features)}
+  return {'raw': ('raw pixels', pixels), 'pca': (f'PCA-{pca_components} of pixels', reduced),
+          FEATURES: ('contrastive features (L2-normalised)', l2_normalize(features))}
 
 
-def summary_name(representation):
-  """The summary.json prefix of a representation: 'raw pixels' -> 'raw', 'PCA-32 of pixels'
-  -> 'pca', 'contrastive features (L2-normalised)' -> 'contrastive'."""
-  return representation.split(' ')[0].lower().rstrip('-0123456789')
+def specs(config, k):
+  """One `kmeans` instance per representation, writing '<short name>/<acc|nmi|ari>'."""
+  kw = dict(type='kmeans', num_clusters=k, n_init=config.n_init, max_iter=config.max_iter,
+            seed=config.seed, normalize=False)
+  return {name: dict(kw, splits=(name,), prefix=f'{name}/') for name in ('raw', 'pca', FEATURES)}
 
 
-@dataclasses.dataclass
-class Comparison:
-  """rows: (representation, dim, acc, nmi, ari); summary: {'<short name>/<metric>': value};
-  assignments: {representation: (N,) cluster of each row}."""
-  rows: list
-  summary: dict
-  assignments: dict
+def compare(reps, labels, k, config, mesh):
+  """(summary {'<short name>/<metric>': value}, markdown table) of k-means of every
+  representation of `reps` (`representations`), scored against `labels` (N,)."""
+  ctx = evaluators.Context(model=None, mesh=mesh, num_classes=k, batch_size=0,
+                           fixed={name: (x, labels) for name, (_, x) in reps.items()})
+  summary = evaluators.Evaluations(specs(config, k), ctx)(None)
+  rows = [(long, x.shape[1], *[summary[f'{name}/{m}'] for m in ('acc', 'nmi', 'ari')])
+          for name, (long, x) in reps.items()]
+  return summary, tables.key_value_table(rows, ('input', 'dim', 'ACC', 'NMI', 'ARI'))
 
-  def table(self):
-    return tables.key_value_table(self.rows, ('input', 'dim', 'ACC', 'NMI', 'ARI'))
 
-
-def compare(inputs, labels, k, *, seed, n_init, max_iter):
-  """k-means (k clusters, k-means++ from `seed`, best of `n_init`) of every {name: (N, d)}
-  of `inputs`, scored against `labels` (N,)."""
-  out = Comparison([], {}, {})
-  for name, x in inputs.items():
-    result = kmeans_lib.kmeans(jax.random.key(seed), x, k, n_init=n_init, max_iter=max_iter)
-    pred = np.asarray(result.labels)
-    m = clustering.clustering_metrics(labels, pred)
-    out.rows.append((name, x.shape[1], m['acc'], m['nmi'], m['ari']))
-    out.summary.update({f'{summary_name(name)}/{metric}': float(v) for metric, v in m.items()})
-    out.assignments[name] = pred
-  return out
+def report(config, dataset, n, k, backbone, table, picture=''):
+  """report.md of the cluster stage: n rows clustered into k, the table, the picture."""
+  return (f'# k-means on {dataset}\n\n'
+          f'{n} images ({config.rows} splits), k = {k}, k-means++ with {config.n_init} restarts '
+          '(lowest inertia kept). ACC uses Hungarian matching of clusters to classes. Features: '
+          f'backbone of `{backbone.run_dir}` (step {backbone.step}).\n\n{table}\n' +
+          (f'\n![t-SNE of the features, coloured by class and by k-means cluster]({picture})\n'
+           if picture else ''))

@@ -1,7 +1,7 @@
-"""What every evaluator may use: the model, the mesh, the labelled splits, cached features.
+"""What every evaluator may use: the model, the mesh, the named labelled splits, cached features.
 
-`fixed` features (e.g. raw pixels) let the same evaluators score a baseline that no
-model computes; evaluators that need the model itself then do not apply.
+`fixed` features (e.g. raw pixels) let the same evaluators score a representation that
+no model computes; evaluators that need the model itself then do not apply.
 """
 
 import dataclasses
@@ -14,21 +14,21 @@ from tlu.evaluate.features import extract_features
 
 @dataclasses.dataclass
 class Context:
-  """model: tlu.models.Model; train/test: labelled random-access sources ({'image', 'label'});
-  num_classes: C; batch_size: the global evaluation batch."""
+  """model: tlu.models.Model; splits: {name: labelled random-access source ({'image',
+  'label'})}, e.g. 'train', 'test', 'validation'; num_classes: C; batch_size: the global
+  evaluation batch; fixed: {name: (features (N, F), labels (N,))} scored instead."""
   model: Any
   mesh: Any
-  test: Any
   num_classes: int
   batch_size: int
-  train: Optional[Any] = None
-  fixed: Optional[dict] = None   # {'train'|'test': (features, labels)}: score these instead
+  splits: dict = dataclasses.field(default_factory=dict)
+  fixed: Optional[dict] = None
   _features: dict = dataclasses.field(default_factory=dict)
 
   def features(self, state, split):
-    """(features (N, F) float32 numpy, labels (N,)) of `split` ('train' | 'test') under `state`.
+    """(features (N, F) float32 numpy, labels (N,)) of the named `split` under `state`.
 
-    Cached for the state's step, so several evaluators extract each split once.
+    Cached for the state's step, so several instances extract each split once.
     """
     if self.fixed is not None:
       return self.fixed[split]
@@ -36,6 +36,6 @@ class Context:
     key = (split, step)
     if key not in self._features:
       self._features = {k: v for k, v in self._features.items() if k[1] == step}
-      self._features[key] = extract_features(self.model, state.variables, getattr(self, split),
+      self._features[key] = extract_features(self.model, state.variables, self.splits[split],
                                              self.batch_size, self.mesh)
     return self._features[key]

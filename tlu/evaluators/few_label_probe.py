@@ -1,18 +1,36 @@
-"""Few-label linear probe: the probe fitted on `labels_per_class` seeded training examples per
-class, mean and std of the test accuracy over `trials` subsets."""
+"""Few-label linear probe: the linear probe fitted on `labels_per_class` seeded rows per class
+of the first split (`tlu.data.subsets.few_labels`, seeds seed + i), scored on the second;
+mean and std of the accuracy over `trials` subsets."""
 
-from tlu.evaluate.representation import few_label_scores
+import numpy as np
+
+from tlu.data.subsets import few_labels
+from tlu.evaluators import EVALUATORS, Evaluator
+from tlu.evaluators.knn import fit_and_score
+from tlu.evaluators.linear_probe import check_probe, probe_accuracy
 
 
-class Evaluator:
-  """-> {'few_shot_probe_accuracy', 'few_shot_probe_accuracy_std'}."""
+@EVALUATORS.register('few_label_probe')
+class FewLabelProbe(Evaluator):
+  """-> {'accuracy', 'accuracy_std'} (prefix 'few_shot_probe_'); l2 1e-3 is C = 10 at 100 rows."""
+  prefix, splits, metrics = 'few_shot_probe_', ('train', 'test'), ('accuracy', 'accuracy_std')
 
-  def __init__(self, ctx, labels_per_class=10, probe_input='l2', l2=1e-3, trials=5, seed=0,
-               steps=500):
-    self.ctx = ctx
-    self.kwargs = dict(labels_per_class=labels_per_class, probe_input=probe_input, l2=l2,
-                       trials=trials, seed=seed, steps=steps)
+  def __init__(self, ctx, splits, labels_per_class=10, probe_input='l2', l2=1e-3, trials=5,
+               seed=0, steps=500):
+    super().__init__(ctx, splits)
+    fit_and_score(self.split_names)
+    check_probe(probe_input, l2, steps)
+    if labels_per_class < 1 or trials < 1:
+      raise ValueError(f'labels_per_class={labels_per_class} and trials={trials} must be >= 1')
+    self.labels_per_class, self.trials, self.seed = labels_per_class, trials, seed
+    self.options = dict(probe_input=probe_input, l2=l2, steps=steps)
 
   def __call__(self, state):
-    (xtr, ytr), (xte, yte) = self.ctx.features(state, 'train'), self.ctx.features(state, 'test')
-    return few_label_scores(xtr, ytr, xte, yte, self.ctx.num_classes, **self.kwargs)
+    (xtr, ytr), (xte, yte) = self.features(state)
+    ytr = np.asarray(ytr).reshape(-1)
+    accs = []
+    for trial in range(self.trials):
+      idx = few_labels(ytr, self.labels_per_class, self.seed + trial)
+      accs.append(probe_accuracy(xtr[idx], ytr[idx], xte, yte, self.ctx.num_classes,
+                                 **self.options))
+    return {'accuracy': float(np.mean(accs)), 'accuracy_std': float(np.std(accs))}

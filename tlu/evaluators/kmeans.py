@@ -1,17 +1,39 @@
-"""k-means of the L2-normalised backbone features, scored against the labels: Hungarian
-accuracy, NMI and ARI (`tlu.evaluate.clustering`)."""
+"""k-means of the backbone features of the rows of every named split together (L2-normalised
+unless `normalize=False`; k-means++, the lowest-inertia of `n_init` restarts), scored against
+the labels: Hungarian accuracy, NMI and ARI (`tlu.evaluate.clustering`)."""
 
-from tlu.evaluate.representation import kmeans_scores
+import jax
+import numpy as np
+
+from tlu.evaluate import clustering
+from tlu.evaluate.features import l2_normalize
+from tlu.evaluators import EVALUATORS, Evaluator
+from tlu.unsupervised import kmeans as kmeans_lib
 
 
-class Evaluator:
-  """-> {'kmeans_acc', 'kmeans_nmi', 'kmeans_ari'}; num_clusters default: the class count."""
+def cluster(x, k, *, seed, n_init, max_iter):
+  """(N,) cluster of each row of x (N, d): k-means++ from `seed`, best of `n_init` runs."""
+  return np.asarray(kmeans_lib.kmeans(jax.random.key(seed), x, k, n_init=n_init,
+                                      max_iter=max_iter).labels)
 
-  def __init__(self, ctx, num_clusters=0, n_init=10, rows='all', seed=0):
-    self.ctx = ctx
-    self.num_clusters = num_clusters or ctx.num_classes
-    self.kwargs = dict(n_init=n_init, rows=rows, seed=seed)
+
+@EVALUATORS.register('kmeans')
+class KMeans(Evaluator):
+  """-> {'acc', 'nmi', 'ari'} (prefix 'kmeans_'); num_clusters 0: the number of classes."""
+  prefix, splits, metrics = 'kmeans_', ('train', 'test'), ('acc', 'nmi', 'ari')
+
+  def __init__(self, ctx, splits, num_clusters=0, n_init=10, max_iter=300, seed=0,
+               normalize=True):
+    super().__init__(ctx, splits)
+    for name, value, low in (('num_clusters', num_clusters, 0), ('n_init', n_init, 1),
+                             ('max_iter', max_iter, 1)):
+      if value < low:
+        raise ValueError(f'{name}={value} must be >= {low}')
+    self.num_clusters, self.normalize = num_clusters, normalize
+    self.options = dict(seed=seed, n_init=n_init, max_iter=max_iter)
 
   def __call__(self, state):
-    (xtr, ytr), (xte, yte) = self.ctx.features(state, 'train'), self.ctx.features(state, 'test')
-    return kmeans_scores(xtr, ytr, xte, yte, self.num_clusters, **self.kwargs)
+    feats, labels = (np.concatenate(a) for a in zip(*self.features(state)))
+    x = l2_normalize(feats) if self.normalize else feats
+    pred = cluster(x, self.num_clusters or self.ctx.num_classes, **self.options)
+    return {k: float(v) for k, v in clustering.clustering_metrics(labels, pred).items()}

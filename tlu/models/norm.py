@@ -1,6 +1,6 @@
 """Train mode with frozen subtrees, and the BatchNorm that honours it.
 
-"Frozen means frozen" (DESIGN.md): a frozen BatchNorm layer normalises with its
+"Frozen means frozen": a frozen BatchNorm layer normalises with its
 running averages and never updates them. Which layers are frozen is decided by
 the same `/`-joined path regexes that freeze the parameters in the optimizer
 (`tlu.transfer.freeze`), so one freezing spec drives both.

@@ -1,4 +1,4 @@
-"""2-D pictures of feature spaces: t-SNE / PCA embeddings and coloured scatter plots.
+"""2-D pictures of feature spaces: t-SNE embeddings and coloured scatter plots.
 
 Why: a scatter of the features coloured by class, by k-means cluster and by domain
 shows at a glance what the numbers in the report claim (clusters that match classes,
@@ -10,8 +10,6 @@ touched.
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-
-from tlu.unsupervised import pca as pca_lib
 
 
 def tsne_2d(features, seed, *, perplexity=30.0, n_iter=500, n_jobs=2):
@@ -26,12 +24,6 @@ def tsne_2d(features, seed, *, perplexity=30.0, n_iter=500, n_jobs=2):
   tsne = TSNE(n_components=2, perplexity=perplexity, n_iter=n_iter, initialization='pca',
               metric='euclidean', n_jobs=n_jobs, random_state=seed, verbose=False)
   return np.asarray(tsne.fit(x), np.float32)
-
-
-def pca_2d(features):
-  """Projection of features (n, d) on their first two principal axes -> (n, 2)."""
-  x = np.asarray(features, np.float32)
-  return np.asarray(pca_lib.pca_transform(pca_lib.pca_fit(x, 2), x))
 
 
 def _draw(ax, emb, colours, title, legend_title, point_size):

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from tlu.evaluate.representation import l2_normalize
+from tlu.evaluate.features import l2_normalize
 from tlu.evaluate.run_features import features_of_run
 from tlu.report import embedding, plots
 from tlu.train import workdir as workdir_lib
@@ -16,9 +16,11 @@ def _pct(v):
   return f'{100 * v:.1f}'
 
 
-def _body(run_dir):
-  """A stage's report.md without its title line."""
-  text = workdir_lib.path(run_dir, 'report.md').read_text()
+def _body(workdir, sub):
+  """The report.md of the stage in `sub` without its title line, its pictures linked from
+  the pipeline's workdir."""
+  text = workdir_lib.path(workdir, sub, 'report.md').read_text()
+  text = re.sub(r'\]\((?![a-z]+:|/)([^)]+)\)', lambda m: f']({sub}/{m.group(1)})', text)
   return text.split('\n', 2)[2] if text.startswith('# ') else text
 
 
@@ -147,8 +149,8 @@ def _pretrain_section(sub, cfg, summary):
     if isinstance(v, float) and f'pixels_{k}' in summary:
       lines.append(f'| {k} | {_pct(v)} | {_pct(summary["pixels_" + k])} |')
   return (f'## {sub} (`{sub}/`)\n`{cfg.method.name}` for {cfg.steps} steps on the unlabelled '
-          f'`{cfg.dataset.name}` training images; labels only score the backbone (evaluators: '
-          f'{", ".join(cfg.evaluators.keys())}; BatchNorm in inference mode).\n\n' +
+          f'`{cfg.dataset.name}` training images; labels only score the backbone (evaluations: '
+          f'{", ".join(cfg.evals.keys())}; BatchNorm in inference mode).\n\n' +
           '\n'.join(lines) + '\n')
 
 
@@ -183,10 +185,7 @@ def write(config, workdir, times, mesh):
           workdir_lib.path(workdir, sub, 'summary.json'))))
     elif stage != 'transfer' and workdir_lib.path(workdir, sub, 'report.md').exists():
       extra = ''.join(f'![{p}]({p})\n' for p in pictures) if stage == 'adapt' else ''
-      if stage == 'cluster' and workdir_lib.path(workdir, sub, 'tsne.png').exists():
-        extra = f'![t-SNE]({sub}/tsne.png)\n'
-      sections.append(f'## {sub} (`{sub}/`)\n{_body(str(workdir_lib.path(workdir, sub)))}\n'
-                      + extra)
+      sections.append(f'## {sub} (`{sub}/`)\n{_body(workdir, sub)}\n' + extra)
   timing = ', '.join(f'{k} {v:.0f} s' for k, v in times.items())
   text = (f'# tlu pipeline: transfer learning meets unsupervised learning\n\n'
           f'Run in `{workdir}`; every number comes from the stage sub-workdirs (their '

@@ -26,13 +26,29 @@ class NonFiniteLoss(RuntimeError):
     self.step, self.last_checkpoint = step, last_checkpoint
 
 
-@dataclasses.dataclass
-class LoopConfig:
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Everything one run is told, passed down task -> session -> loop as one record.
+
+  num_steps: train to this step; log_every: steps per logged (and finiteness-checked)
+  window; checkpoint_every / keep_checkpoints: the checkpoint cadence and how many are
+  kept; progress / desc: the progress bar; evaluate: the run's evaluations
+  (`tlu.evaluators.Evaluations`: `due(step)`, `evaluate(state, step=None)`), run when one
+  is due and at the last step; host_update(state) -> (state, {split: metrics}) every
+  `host_every` steps (`tlu.methods.base.Method.host_update`); should_stop() polled every
+  step (SIGTERM); on_log(step, train metrics) after each logged window.
+  """
   num_steps: int
   log_every: int = 50
-  eval_every: int = 0           # 0: only at the end
+  checkpoint_every: int = 100
+  keep_checkpoints: int = 3
   progress: bool = True
-  progress_desc: str = 'train'
+  desc: str = 'train'
+  evaluate: Optional[Callable] = None
+  host_update: Optional[Callable] = None
+  host_every: int = 0
+  should_stop: Callable[[], bool] = lambda: False
+  on_log: Optional[Callable] = None
 
 
 def _mean_metrics(window):
@@ -59,25 +75,21 @@ def _stop_requested(should_stop, step, every):
   return bool(np.any(multihost_utils.process_allgather(np.asarray(should_stop()))))
 
 
-def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None, writer=None,
-        evaluate: Optional[Callable] = None, should_stop: Callable[[], bool] = lambda: False,
-        on_log: Optional[Callable] = None, host_update: Optional[Callable] = None,
-        host_every: int = 0):
+def run(state, train_step, batches, mesh, cfg: Options, *, checkpointer=None, writer=None):
   """Trains from `state.step` to `cfg.num_steps`; returns (state, last eval metrics, stopped).
 
-  batches: an iterator of process-local numpy batches with get_state/set_state.
-  evaluate(state) -> {name: value} is run every `eval_every` steps and at the end and
-  logged as split 'test'; a value that is itself a dict {name: value} is logged as
-  its own split under its key (e.g. a diagnostic measured on the training split).
-  should_stop() is polled every step (SIGTERM/preemption): the loop then saves a
-  checkpoint and returns with stopped=True. host_update(state) -> (state, {split:
-  metrics}) runs every `host_every` steps except the last, after the evaluation and
-  before the checkpoint of that step, so a resumed run has what it changed.
+  batches: an iterator of process-local numpy batches with get_state/set_state. The
+  evaluations due at a step are logged as one row of split 'test'. When should_stop()
+  turns true the loop saves a checkpoint and returns with stopped=True. host_update
+  runs every `host_every` steps except the last, after the evaluation and before the
+  checkpoint of that step, so a resumed run has what it changed.
   """
+  evaluate, host_update, host_every = cfg.evaluate, cfg.host_update, cfg.host_every
+  should_stop, on_log = cfg.should_stop, cfg.on_log
   start = int(jax.device_get(state.step))
   window, window_start = [], start + 1
   eval_metrics = {}
-  bar = tqdm(total=cfg.num_steps, initial=start, desc=cfg.progress_desc, unit='step',
+  bar = tqdm(total=cfg.num_steps, initial=start, desc=cfg.desc, unit='step',
              disable=not cfg.progress or jax.process_index() != 0, dynamic_ncols=True)
   t0, steps_timed = time.perf_counter(), 0
 
@@ -110,16 +122,11 @@ def run(state, train_step, batches, mesh, cfg: LoopConfig, *, checkpointer=None,
         last or stopped or step % checkpointer.every == 0)
     if step % cfg.log_every == 0 or saving or last:
       flush(step)
-    if evaluate is not None and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
-      eval_metrics = evaluate(state)
-      splits = {'test': {k: v for k, v in eval_metrics.items() if not isinstance(v, dict)},
-                **{k: v for k, v in eval_metrics.items() if isinstance(v, dict)}}
+    if evaluate and (last or evaluate.due(step)):
+      eval_metrics = evaluate(state, None if last else step)
       if writer is not None:
-        for split, metrics in splits.items():
-          writer.write(step, split, metrics)
-      bar.write(f'step {step}: ' + ', '.join(
-          f'{k if split == "test" else f"{split}/{k}"}={v:.4f}'
-          for split, metrics in splits.items() for k, v in metrics.items()))
+        writer.write(step, 'test', eval_metrics)
+      bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.4f}' for k, v in eval_metrics.items()))
     if host_update is not None and host_every and step % host_every == 0 and not last:
       state, host_metrics = host_update(state)
       for split, metrics in host_metrics.items():

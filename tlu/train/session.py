@@ -14,21 +14,19 @@ from tlu.train.checkpoint import CheckpointError, Checkpointer
 from tlu.train.writers import MetricWriter
 
 
-def fit(workdir, state, train_step, batches, mesh, *, num_steps, evaluate=None, log_every=50,
-        eval_every=0, checkpoint_every=100, keep_checkpoints=3, host_update=None, host_every=0,
-        should_stop=lambda: False, progress=True, desc='train', on_log=None):
-  """Trains `state` to `num_steps` with `train_step` and checkpoints in workdir/checkpoints.
+def fit(workdir, state, train_step, batches, mesh, options: loop.Options):
+  """Trains `state` to `options.num_steps` with `train_step`, checkpoints in workdir/checkpoints.
 
   If the workdir already holds a checkpoint, the state and the data iterator are
   restored from the latest one and metrics.jsonl is cut back to that step.
-  host_update(state) -> (state, {split: metrics}) runs before the first step of a
-  fresh run and every `host_every` steps (see `tlu.methods.base.Method.host_update`).
+  `options.host_update` also runs before the first step of a fresh run.
   Returns (state, final eval metrics, stopped_early).
   """
+  desc, evaluate, host_update = options.desc, options.evaluate, options.host_update
   # A private copy: the step donates its input, and callers may still hold these arrays.
   state = jax.device_put(jax.tree.map(jnp.copy, state), mesh_lib.replicated(mesh))
   checkpointer = Checkpointer(str(workdir_lib.path(workdir, 'checkpoints')),
-                              every=checkpoint_every, keep=keep_checkpoints)
+                              every=options.checkpoint_every, keep=options.keep_checkpoints)
   restored, resumed, damaged = checkpointer.restore_intact(state, batches)
   if damaged and restored is None:
     checkpointer.close()
@@ -53,14 +51,11 @@ def fit(workdir, state, train_step, batches, mesh, *, num_steps, evaluate=None, 
       state, metrics = host_update(state)
       for split, values in metrics.items():
         writer.write(0, split, values)
-    cfg = loop.LoopConfig(num_steps=num_steps, log_every=log_every, eval_every=eval_every,
-                          progress=progress, progress_desc=desc)
-    if int(jax.device_get(state.step)) >= num_steps:
+    if int(jax.device_get(state.step)) >= options.num_steps:
       return state, (evaluate(state) if evaluate else {}), False
     try:
-      return loop.run(state, train_step, batches, mesh, cfg, checkpointer=checkpointer,
-                      writer=writer, evaluate=evaluate, should_stop=should_stop, on_log=on_log,
-                      host_update=host_update, host_every=host_every)
+      return loop.run(state, train_step, batches, mesh, options, checkpointer=checkpointer,
+                      writer=writer)
     except loop.NonFiniteLoss as e:
       checkpointer.wait()
       e.last_checkpoint = checkpointer.latest_step()

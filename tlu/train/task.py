@@ -3,13 +3,14 @@
 A task config holds `method` (its `name` and hyperparameters), `model`,
 `optimizer`, `freeze` (big_vision's `(regex, None | lr multiplier)` pairs: None is
 frozen, in the optimizer *and* in BatchNorm), `augment`, `steps` (or `epochs`),
-`batch_size`, `seed`, `evaluators`, `online_probe` and the logging/checkpoint intervals.
+`batch_size`, `seed`, `evals` (named evaluation instances, `tlu.evaluators`), `online_probe`
+and the logging/checkpoint intervals.
 
 `online_probe` (bool, default False) trains solo-learn's online linear probe during
 the run: a linear classifier `online_probe` on stop_gradient of the backbone features,
 its cross-entropy added to the method's loss (`tlu.methods.base.Method.objective`), so
-the backbone trains as without it; its test accuracy (evaluator `online_probe`,
-BatchNorm in inference mode) is reported at every evaluation. It rides on the one
+the backbone trains as without it; an evaluation instance of type `classification` with
+`head='online_probe'` reports its accuracy like any other. It rides on the one
 optimizer: give it its own learning rate with a `freeze` entry `('online_probe/.*', m)`
 (lr x m). Global-norm clipping (`optimizer.grad_clip_norm`) sees its gradient with the
 others' unless such an entry puts it in its own group. `Trainer`
@@ -28,10 +29,10 @@ import jax.numpy as jnp
 
 from tlu import evaluators as evaluators_lib, methods
 from tlu.data import augment as augment_lib
-from tlu.methods.base import PROBE, PROBE_INPUTS
+from tlu.methods.base import PROBE_INPUTS
 from tlu.models import build_model
 from tlu.models.norm import train_mode
-from tlu.train import optim, session
+from tlu.train import loop, optim, session
 from tlu.train.state import TrainState
 from tlu.train.step import make_train_step
 from tlu.transfer import freeze as freeze_lib
@@ -48,6 +49,8 @@ class Splits:
   test: Any = None
   target: Any = None
   eval_train: Any = None   # labelled train split for representation evaluators (default train)
+  extra: dict = dataclasses.field(default_factory=dict)   # more named splits evaluations read
+  labelled: bool = True    # False: the dataset has no labels (tlu.data.labels.check_labels)
 
 
 def num_steps(cfg, num_examples):
@@ -78,14 +81,6 @@ def build_method(cfg, splits, model=None):
   return method, model, tx
 
 
-def evaluator_specs(cfg):
-  """{evaluator name: kwargs} of a task: `cfg.evaluators`, and `online_probe` when on."""
-  specs = dict(cfg.get('evaluators', {}))
-  if cfg.get('online_probe', False):
-    specs[PROBE] = {}
-  return specs
-
-
 def _abstract_params(model, splits):
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jnp.zeros((1,) + tuple(splits.image_shape), jnp.float32))
@@ -96,7 +91,7 @@ def _compile_key(cfg, splits):
   """What decides the compiled step: everything but the seed, the evaluators and logging
   (and the split's size, unless the step budget or the method depends on it)."""
   d = json.loads(cfg.to_json_best_effort(sort_keys=True))
-  for k in ('seed', 'evaluators', 'log_every', 'eval_every', 'checkpoint_every',
+  for k in ('seed', 'evals', 'log_every', 'eval_every', 'checkpoint_every',
             'keep_checkpoints', 'progress', 'dataset'):
     d.pop(k, None)
   sized = not cfg.get('steps', 0) or methods.get(cfg.method.name).uses_num_examples
@@ -136,22 +131,23 @@ class Trainer:
     return TrainState.create(variables, tx, cfg.seed, extra)
 
   def context(self, cfg, splits):
-    """The evaluators' context for this task's model."""
+    """The evaluators' context for this task's model: splits 'train' (labelled), 'test' and
+    `splits.extra`."""
     _, model, _, _, _ = self.build(cfg, splits)
-    return evaluators_lib.Context(model=model, mesh=self.mesh, test=splits.test,
-                                  train=splits.eval_train or splits.train,
+    named = {'train': splits.eval_train or splits.train, 'test': splits.test, **splits.extra}
+    return evaluators_lib.Context(model=model, mesh=self.mesh, splits=named,
                                   num_classes=splits.num_classes,
                                   batch_size=cfg.eval_batch_size)
 
-  def run(self, cfg, workdir, splits, *, init=None, evaluate=None, should_stop=lambda: False,
-          desc='train', on_log=None, state=None):
-    """Trains (or resumes) the task in `workdir`; returns (state, final eval metrics, stopped).
+  def evaluations(self, cfg, splits):
+    """The task's `cfg.evals` instances on its context (`tlu.evaluators.Evaluations`)."""
+    return evaluators_lib.Evaluations(cfg.get('evals', {}), self.context(cfg, splits),
+                                      cfg.get('eval_every', 0))
 
-    evaluate: state -> {name: value}; default: `cfg.evaluators` built on the test split.
-    """
+  def run(self, cfg, workdir, splits, *, init=None, should_stop=lambda: False, desc='train',
+          on_log=None, state=None):
+    """Trains (or resumes) the task in `workdir`; returns (state, final eval metrics, stopped)."""
     method, _, _, _, train_step = self.build(cfg, splits)
-    if evaluate is None and evaluator_specs(cfg):
-      evaluate = evaluators_lib.build(evaluator_specs(cfg), self.context(cfg, splits))
     state = state if state is not None else self.init_state(cfg, splits, init)
     steps, _ = num_steps(cfg, len(splits.train))
     batches = method.batches(splits, seed=cfg.seed, process_index=jax.process_index(),
@@ -160,12 +156,11 @@ class Trainer:
     if method.uses_host():
       ctx = self.context(cfg, splits)
       host = lambda s: method.host_update(s, ctx)
-    return session.fit(
-        workdir, state, train_step, batches, self.mesh, num_steps=steps, evaluate=evaluate,
-        log_every=cfg.log_every, eval_every=cfg.get('eval_every', 0),
-        checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.get('keep_checkpoints', 3),
-        host_update=host, host_every=method.host_every, should_stop=should_stop,
-        progress=cfg.get('progress', True), desc=desc, on_log=on_log)
+    return session.fit(workdir, state, train_step, batches, self.mesh, loop.Options(
+        num_steps=steps, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        keep_checkpoints=cfg.get('keep_checkpoints', 3), progress=cfg.get('progress', True),
+        desc=desc, evaluate=self.evaluations(cfg, splits), host_update=host,
+        host_every=method.host_every, should_stop=should_stop, on_log=on_log))
 
 
 def task_splits(ds, labels=True):
@@ -175,6 +170,10 @@ def task_splits(ds, labels=True):
   never see labels); evaluators still get the labelled train split.
   """
   from tlu.data import sources, subsets  # pylint: disable=import-outside-toplevel
+  if not sources.is_labelled(ds.name, ds.get('data_dir')):   # images only, no test split read
+    info = sources.dataset_info(ds.name, [ds.train_split], ds.get('data_dir'))
+    return Splits(train=subsets.task_source(ds, ds.train_split, labelled=False), num_classes=0,
+                  image_shape=subsets.input_shape(ds, info), labelled=False)
   info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.get('data_dir'))
   classes = tuple(ds.get('classes', ())) or tuple(range(info.num_classes))
   unknown = sorted(set(classes) - set(range(info.num_classes)))
@@ -194,7 +193,7 @@ def config_json(cfg):
   return json.loads(cfg.to_json_best_effort(sort_keys=True))
 
 
-def fit_task(trainer, cfg, run_dir, splits, *, init=None, evaluate=None, summary_prefix='test_',
+def fit_task(trainer, cfg, run_dir, splits, *, init=None, summary_prefix='test_',
              should_stop=lambda: False, desc='train', claim=True):
   """Claims `run_dir` (config.json), trains or resumes the task, writes summary.json.
 
@@ -207,7 +206,7 @@ def fit_task(trainer, cfg, run_dir, splits, *, init=None, evaluate=None, summary
   if claim:
     workdir_lib.claim(run_dir, config_json(cfg))
   last_train = {}
-  state, metrics, stopped = trainer.run(cfg, run_dir, splits, init=init, evaluate=evaluate,
+  state, metrics, stopped = trainer.run(cfg, run_dir, splits, init=init,
                                         should_stop=should_stop, desc=desc,
                                         on_log=lambda step, m: last_train.update(m))
   if stopped:
@@ -234,15 +233,12 @@ def check_task(cfg, splits=None):
                        f'use a multiple of {n}')
   method_cls = methods.get(cfg.method.name)
   method_cls.check(cfg.method)
-  for name in dict(cfg.get('evaluators', {})):
-    evaluators_lib.get(name)
   if cfg.get('online_probe', False) and method_cls.inputs not in PROBE_INPUTS:
     raise ValueError(f'online_probe=True: method {method_cls.name} reads {method_cls.inputs!r} '
                      f'batches; the probe needs labelled images ({", ".join(PROBE_INPUTS)} '
                      'methods)')
-  if PROBE in dict(cfg.get('evaluators', {})):
-    raise ValueError(f'evaluators.{PROBE}: set online_probe=True instead '
-                     '(it adds the probe and its evaluator)')
+  split_names = None if splits is None else ('train', 'test', *splits.extra)
+  evaluators_lib.check(cfg.get('evals', {}), split_names)
   optim.base_optimizer(cfg.optimizer, max(cfg.get('steps', 0), 1), cfg.batch_size)
   augment_fn(cfg.get('augment'))
   for group in cfg.get('freeze', ()):
@@ -251,7 +247,11 @@ def check_task(cfg, splits=None):
                        '(regex, lr multiplier >= 0)')
   if not (cfg.get('steps', 0) >= 1 or (cfg.get('steps', 0) == 0 and cfg.get('epochs', 0) >= 1)):
     raise ValueError(f"steps={cfg.get('steps')}: must be >= 1 (or 0 with epochs >= 1)")
+  if splits is not None and not splits.labelled:
+    from tlu.data import labels  # pylint: disable=import-outside-toplevel
+    labels.check_labels(cfg, method_cls.inputs, cfg.dataset.name)
   if splits is not None:
     model = build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
                                                           cfg.get('online_probe', False)))
+    evaluators_lib.check(cfg.get('evals', {}), heads=model.head_names)
     optim.check_unscheduled(cfg.optimizer, _abstract_params(model, splits))

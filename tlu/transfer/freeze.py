@@ -5,7 +5,7 @@ big_vision's `schedule` list of `(regex, schedule)` where None means frozen,
 each leaf gets a label from the first regex that full-matches its `/`-joined
 path, and `optax.multi_transform` routes every label to its own transform. A
 frozen leaf goes through `optax.set_to_zero()`, so nothing in the base optimizer
-(momentum, weight decay) can move it. "Frozen means frozen" (DESIGN.md) also
+(momentum, weight decay) can move it. "Frozen means frozen" also
 covers BatchNorm running statistics: the same frozen regexes, passed to the model
 as `tlu.models.norm.Mode(True, frozen_patterns(groups))`, make every BatchNorm
 layer whose `<path>/scale` they match normalise with its running averages and

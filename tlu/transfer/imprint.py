@@ -11,7 +11,7 @@ method's `head_l2_scale`): logits = scale * cos(feature, mean).
 import numpy as np
 
 from tlu.evaluate.features import extract_features
-from tlu.evaluate.representation import l2_normalize
+from tlu.evaluate.features import l2_normalize
 
 
 def imprinted_head(features, labels, num_classes):

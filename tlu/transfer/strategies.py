@@ -102,7 +102,7 @@ def phase_config(config, strategy, phase, *, model, seed):
   c.batch_size = config.batch_size
   c.eval_batch_size = config.eval_batch_size
   c.augment = config.augment
-  c.evaluators = ml_collections.ConfigDict({'classification': {}})
+  c.evals = ml_collections.ConfigDict({'test': {'type': 'classification'}})
   c.log_every = max(steps // 5, 1)
   c.eval_every = 0
   c.checkpoint_every = steps

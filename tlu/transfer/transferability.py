@@ -202,6 +202,12 @@ class Ranking:
           f'{n} {t:+.2f}' for n, t in taus.items())]
     return '\n'.join(rows)
 
+  def report(self, ds):
+    """report.md of the ranking on dataset config `ds` (scores on its training split)."""
+    return (f'# Source ranking for {ds.name} classes {tuple(ds.classes) or "all"}\n\n'
+            f'Scores of each source on the {ds.train_split} split (higher is better), without '
+            f'fine-tuning.\n\n{self.table()}\n')
+
 
 def source_outputs(run_dir, ds, split, *, batch_size, mesh, step=None):
   """(features (N, F), classifier probabilities (N, Z) or None, labels (N,)) of dataset config

@@ -19,6 +19,9 @@ Modules:
 - `config`: `AugmentConfig`, the named `PRESETS`, `resolve_config`.
 - `geometric`: per-image random resized crop and random affine warp.
 - `photometric`: per-image colour jitter, grayscale, Gaussian blur and solarization.
+- `pil_ops`: Pillow's ImageOps / ImageEnhance / affine ops on one image of grey levels.
+- `randaugment`: FixMatch's RandAugment (14 ops, random magnitudes) and weak shift.
+- `cutout`: USB's Cutout (the module; `cutout.cutout` is the op).
 - `pipeline`: `augment_image`, the ops of a config applied to one image in order.
 - `batch`: `make_augment` (a batch of images, one key each), `two_views`, and
   `MultiView` (per-view pipelines and multi-crop's local crops, from a spec
@@ -32,8 +35,10 @@ from tlu.data.augment.geometric import random_affine, random_resized_crop, resiz
 from tlu.data.augment.photometric import (color_jitter, grayscale, random_gaussian_blur,
                                           solarize)
 from tlu.data.augment.pipeline import augment_image
+from tlu.data.augment.randaugment import rand_augment, random_shift
 
 __all__ = ['views', 'Augment', 'AugmentConfig', 'MultiView', 'PRESETS', 'augment_image',
-           'color_jitter', 'grayscale', 'is_multi_view', 'make_augment', 'num_global_views',
-           'random_affine', 'random_gaussian_blur', 'random_resized_crop', 'resized_crop',
-           'resolve_config', 'solarize', 'two_views']
+           'color_jitter', 'grayscale', 'is_multi_view', 'make_augment',
+           'num_global_views', 'rand_augment', 'random_affine', 'random_gaussian_blur',
+           'random_resized_crop', 'random_shift', 'resized_crop', 'resolve_config', 'solarize',
+           'two_views']

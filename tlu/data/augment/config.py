@@ -7,7 +7,7 @@ from typing import Mapping, Optional, Tuple
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
   """What to apply, in this order: crop, flip, affine, jitter, gray, blur, solarize, noise,
-  invert.
+  invert, shift, RandAugment, cutout.
 
   The default applies nothing. A probability of 0 (or a `None` crop scale)
   removes the op from the compiled function.
@@ -38,6 +38,12 @@ class AugmentConfig:
     invert_prob: probability, per channel, of inverting it (x -> 1 - x): a
       digit composited as |background - digit| keeps its polarity in a channel
       where the background is dark and flips it where it is bright.
+    shift_frac: FixMatch's weak translation: reflect-pad by round(shift_frac * side)
+      pixels and crop back at a random whole-pixel offset (0.125: 4 px of 32).
+    randaugment_ops: RandAugment's number of ops per image, drawn from FixMatch's 14
+      with random magnitudes (`tlu.data.augment.randaugment`); 0: off.
+    cutout_frac: USB's Cutout after RandAugment: a grey square of side
+      U(0, cutout_frac) * width (`tlu.data.augment.cutout`; USB: 0.5); 0: off.
   """
   crop_scale: Optional[Tuple[float, float]] = None
   crop_ratio: Tuple[float, float] = (3 / 4, 4 / 3)
@@ -62,6 +68,9 @@ class AugmentConfig:
   noise_prob: float = 0.0
   noise_std: float = 0.0
   invert_prob: float = 0.0
+  shift_frac: float = 0.0
+  randaugment_ops: int = 0
+  cutout_frac: float = 0.0
 
 
 PRESETS = {
@@ -120,6 +129,14 @@ PRESETS = {
     # and contrast vary, as they do over a photograph; no crop or warp.
     'digits_polarity': AugmentConfig(
         invert_prob=0.5, jitter_prob=0.8, brightness=0.4, contrast=0.4),
+    # FixMatch's views (Sohn et al. 2020, Section 2.3; USB's transforms): weak = flip +
+    # translate by up to 12.5%; strong = weak + RandAugment (2 ops, random magnitudes)
+    # + Cutout. The digits variants leave out the flip.
+    'fixmatch_weak': AugmentConfig(flip_prob=0.5, shift_frac=0.125),
+    'fixmatch_strong': AugmentConfig(flip_prob=0.5, shift_frac=0.125, randaugment_ops=2,
+                                     cutout_frac=0.5),
+    'digits_weak': AugmentConfig(shift_frac=0.125),
+    'digits_strong': AugmentConfig(shift_frac=0.125, randaugment_ops=2, cutout_frac=0.5),
 }
 
 

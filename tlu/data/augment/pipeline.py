@@ -5,9 +5,11 @@ import jax
 import jax.numpy as jnp
 
 from tlu.data.augment.config import AugmentConfig
+from tlu.data.augment.cutout import cutout
 from tlu.data.augment.geometric import random_affine, random_resized_crop, resized_crop
 from tlu.data.augment.photometric import (color_jitter, grayscale, random_gaussian_blur,
                                           solarize)
+from tlu.data.augment.randaugment import rand_augment, random_shift
 
 # Fixed key slots, so switching one op on or off leaves the others' draws as
 # they were.
@@ -15,7 +17,7 @@ _CROP, _FLIP, _AFFINE, _JITTER, _GRAY, _BLUR, _NOISE, _INVERT = range(8)
 _NUM_SLOTS = 8
 # Ops added later fold their slot into the key instead, so the draws of the eight
 # above (and every earlier run's views) stay what they were.
-_SOLARIZE = 8
+_SOLARIZE, _SHIFT, _RANDAUGMENT, _CUTOUT = 8, 9, 10, 11
 
 
 def augment_image(config: AugmentConfig, key, image, size=None):
@@ -69,6 +71,12 @@ def augment_image(config: AugmentConfig, key, image, size=None):
   if config.invert_prob > 0:
     flip = jax.random.bernoulli(slots[_INVERT], config.invert_prob, image.shape[-1:])
     image = jnp.where(flip, 1.0 - image, image)
+  if config.shift_frac > 0:
+    image = random_shift(jax.random.fold_in(key, _SHIFT), image, config.shift_frac)
+  if config.randaugment_ops > 0:
+    image = rand_augment(jax.random.fold_in(key, _RANDAUGMENT), image, config.randaugment_ops)
+  if config.cutout_frac > 0:
+    image = cutout(jax.random.fold_in(key, _CUTOUT), image, config.cutout_frac)
   return jnp.clip(image, 0.0, 1.0)
 
 

@@ -49,6 +49,8 @@ def table(results, metric, rows, cols, **kwargs):
 
 
 def write(workdir, summary, report):
+  """summary.json and report.md of a stage (process 0 writes); prints where the report is."""
   if jax.process_index() == 0:
     workdir_lib.write_json(workdir_lib.path(workdir, 'summary.json'), summary)
     workdir_lib.write_text(workdir_lib.path(workdir, 'report.md'), report)
+  print(f'report: {workdir_lib.path(workdir, "report.md")}')

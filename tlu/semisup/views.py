@@ -1,0 +1,72 @@
+"""The weak and strong views of the FixMatch family, on device (`tlu.data.augment`).
+
+FixMatch (Sohn et al. 2020, section 2.3): weak = a random horizontal flip and a
+translation of up to 12.5% of the side (torchvision's 4-pixel reflect pad + crop on
+32x32); strong = the weak ops, then RandAugment (two of 14 ops at random magnitudes),
+then Cutout. Until RandAugment lands on device (issue 26 item 2,
+`tlu/data/augment/randaugment.py`), the strong views here are the strongest ops tlu
+has: a larger affine warp (rotation, shear, translation), colour jitter, solarization
+(RGB) or pixel noise (grey). `strong='randaugment'` is the hook where RandAugment
+plugs in: it asks that module for its strong view.
+
+A view spec is a name of `WEAK_VIEWS` / `STRONG_VIEWS`, 'randaugment', or anything
+`tlu.data.augment.make_augment` takes (a preset name or a mapping of AugmentConfig
+fields). `make_view(spec) -> augment(key, images (N, H, W, C) float [0, 1]) -> same`.
+"""
+
+from collections.abc import Mapping
+
+from tlu.data import augment as augment_lib
+from tlu.data.augment.config import AugmentConfig
+
+RANDAUGMENT = 'randaugment'
+
+WEAK_VIEWS = {
+    # FixMatch's weak view; 'mirror' is torchvision's reflect padding.
+    'flip_translate': AugmentConfig(flip_prob=0.5, affine_prob=1.0, translate_frac=0.125,
+                                    affine_fill='mirror'),
+    # Digits are not mirror-invariant: the shift alone, on a black background.
+    'translate': AugmentConfig(affine_prob=1.0, translate_frac=0.125, affine_fill='constant'),
+}
+
+STRONG_VIEWS = {
+    'flip_translate_strong': AugmentConfig(
+        flip_prob=0.5, affine_prob=1.0, rotate_deg=30.0, shear_deg=15.0, translate_frac=0.125,
+        affine_fill='mirror', jitter_prob=1.0, brightness=0.5, contrast=0.5, saturation=0.5,
+        hue=0.1, solarize_prob=0.2),
+    'translate_strong': AugmentConfig(
+        affine_prob=1.0, rotate_deg=30.0, shear_deg=15.0, translate_frac=0.125,
+        affine_fill='constant', jitter_prob=1.0, brightness=0.5, contrast=0.5,
+        noise_prob=0.5, noise_std=0.1),
+}
+
+
+def _randaugment(spec):
+  """The RandAugment hook: `tlu.data.augment.randaugment.strong_view(spec)` when it exists."""
+  try:
+    from tlu.data.augment import randaugment  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    randaugment = None
+  if randaugment is None or not hasattr(randaugment, 'strong_view'):
+    raise ValueError(f"method.strong={spec!r}: RandAugment is not in this build "
+                     f"(tlu/data/augment/randaugment.py); use one of {sorted(STRONG_VIEWS)}")
+  return randaugment.strong_view(spec)
+
+
+def is_randaugment(spec):
+  return spec == RANDAUGMENT or (isinstance(spec, Mapping) and spec.get('name') == RANDAUGMENT)
+
+
+def make_view(spec):
+  """augment(key, images) for a view spec (see the module docstring); ValueError if unknown."""
+  if hasattr(spec, 'to_dict'):
+    spec = spec.to_dict()
+  if is_randaugment(spec):
+    return _randaugment(spec)
+  if isinstance(spec, str) and spec in {**WEAK_VIEWS, **STRONG_VIEWS}:
+    spec = {**WEAK_VIEWS, **STRONG_VIEWS}[spec]
+  try:
+    return augment_lib.make_augment(spec)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'view {spec!r}: {e}; known views: '
+                     f'{sorted(WEAK_VIEWS) + sorted(STRONG_VIEWS) + [RANDAUGMENT]}') from e
