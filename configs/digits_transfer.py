@@ -1,8 +1,8 @@
 """Transfer digits 0-4 -> digits 5-9 with few labels: scratch vs linear probe vs fine-tune vs LP-FT.
 
 `--config=configs/digits_transfer.py:<strategy>` runs one strategy (scratch,
-linear_probe, finetune, lp_ft; what each trains, in which phases: tlu/transfer/strategies.py);
-no argument runs all four. Every strategy is run at `labels_per_class` in
+linear_probe, finetune, lp_ft, gradual; what each trains, in which phases:
+tlu/transfer/strategies.py); no argument runs the first four. Every strategy is run at `labels_per_class` in
 {1, 5, 10, all (0)} and `seeds`; each phase is a supervised task
 (`strategies.phase_config`); report.md holds the strategy x labels table (mean +- std
 over seeds). Without `--config.source` the supervised task `source_task` (digits 0-4)
@@ -39,6 +39,8 @@ def get_config(arg=None):
   c.probe_lr_mult = 10.0              # linear_probe / LP stage of lp_ft: head lr multiplier
   c.steps = 150
   c.lp_steps = 100                    # lp_ft: linear-probe steps before fine-tuning
+  # gradual: the head trains from the start, then the backbone from the top down (ULMFiT).
+  c.unfreeze = ((50, ('backbone/fc/.*',)), (100, ('backbone/(conv|bn)[01]/.*',)))
   c.batch_size = 64
   c.eval_batch_size = 64
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -2,6 +2,7 @@
 freezing spec also freezes BatchNorm statistics (`tlu.models.norm`, `tlu.train.task`)."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -12,7 +13,7 @@ import optax
 import pytest
 
 from tlu.models.norm import BatchNorm, Mode, train_mode
-from tlu.train import mesh as mesh_lib, task
+from tlu.train import checkpoint, mesh as mesh_lib, task
 from tlu.transfer.freeze import (freeze_mask, frozen_patterns, masked_optimizer, param_labels,
                                  unfreeze_schedule)
 from tlu.transfer.paths import flatten, match_any
@@ -269,3 +270,49 @@ def test_trainer_with_frozen_backbone_keeps_its_params_and_statistics_bit_for_bi
       assert _same_bits(value, before) if frozen else not np.allclose(value, before), \
           f'{collection}/backbone/{path}'
   assert not np.allclose(after['params']['head']['kernel'], start['params']['head']['kernel'])
+
+
+def test_a_task_config_unfreezes_the_backbone_at_its_stage(tmp_path):
+  # Through the house: `unfreeze` in a task config. With SGD at a constant lr the gate is
+  # visible in the checkpoints: the backbone stays bit-equal for the 2 gated updates and
+  # moves from the 3rd on; the head moves from the 1st.
+  splits = _digits_splits()
+  cfg = _task_config(())
+  cfg.unfreeze = ((2, ('backbone/.*',)),)
+  cfg.optimizer = ml_collections.ConfigDict(dict(name='sgd', lr=0.1, momentum=0.0,
+                                                 weight_decay=0.0, schedule='constant'))
+  cfg.checkpoint_every, cfg.keep_checkpoints = 1, 4
+  task.check_task(cfg, splits)
+  trainer = task.Trainer(mesh_lib.make_mesh())
+  start = _as_numpy(jax.device_get(trainer.init_state(cfg, splits).variables))
+  trainer.run(cfg, str(tmp_path), splits, init=lambda _: start)
+  params = [flatten(start['params'])] + [
+      flatten(checkpoint.restore_params(str(tmp_path / 'checkpoints'), s)[0]['params'])
+      for s in (1, 2, 3, 4)]
+  for path in params[0]:
+    moved = [not _same_bits(params[s][path], params[s - 1][path]) for s in (1, 2, 3, 4)]
+    assert moved == ([False, False, True, True] if path.startswith('backbone/')
+                     else [True] * 4), path
+
+
+@pytest.mark.parametrize('unfreeze, message', [
+    (((1, ('backbone/nothing',)),), "unfreeze pattern 'backbone/nothing' matches no parameter"),
+    (((4, ('backbone/.*',)),), 'use (step in [0, 4)'),
+    (((1, 'backbone/.*'),), 'use (step in [0, 4)')])
+def test_bad_unfreeze_stages_are_refused_before_compute(unfreeze, message):
+  cfg = _task_config(())
+  cfg.unfreeze = unfreeze
+  with pytest.raises(ValueError, match=re.escape(message)):
+    task.check_task(cfg, _digits_splits())
+
+
+def test_the_gradual_strategy_hands_its_unfreeze_stages_to_its_task():
+  from configs import digits_transfer  # pylint: disable=import-outside-toplevel
+  from tlu.transfer import strategies  # pylint: disable=import-outside-toplevel
+  config = digits_transfer.get_config('gradual')
+  phase = strategies.phase_config(config, 'gradual', 0, model={'name': 'cnn'}, seed=0)
+  assert phase.unfreeze == config.unfreeze and phase.freeze == ()
+  assert 'unfreeze' not in strategies.phase_config(config, 'finetune', 0, model={}, seed=0)
+  config.unfreeze = ()
+  with pytest.raises(ValueError, match='strategy gradual needs unfreeze'):
+    strategies.check(config, {c: 100 for c in range(5)})

@@ -3,8 +3,19 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tlu.models import matmul_conv
+from tlu.models import MODELS, matmul_conv
 from tlu.models.norm import BatchNorm
+
+
+@MODELS.register('cnn')
+def build(c):
+  """SmallCNN from a model config (widths, features, use_bn, dtype, pool, kernel_size,
+  padding, hidden, conv)."""
+  return SmallCNN(widths=tuple(c.get('widths', (64, 128))), features=c.get('features', 512),
+                  use_bn=c.get('use_bn', True), dtype=jnp.dtype(c.get('dtype', 'float32')),
+                  pool=c.get('pool', 'flatten'), kernel_size=c.get('kernel_size', 3),
+                  padding=c.get('padding', 'SAME'), hidden=tuple(c.get('hidden', ())),
+                  conv=c.get('conv', 'xla'))
 
 
 class SmallCNN(nn.Module):

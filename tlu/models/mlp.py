@@ -7,7 +7,18 @@ house that must compile in a second on a CPU (tests/methods_check.py).
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu.models import MODELS
 from tlu.models.norm import BatchNorm
+
+
+@MODELS.register('mlp')
+def build(c):
+  """MLPBackbone from a model config (widths, features >= 1, use_bn)."""
+  features = c.get('features', 128)
+  if features < 1:
+    raise ValueError(f'model.features={features}: must be an integer >= 1 for this model')
+  return MLPBackbone(widths=tuple(c.get('widths', (256,))), features=features,
+                     use_bn=c.get('use_bn', True))
 
 
 class MLPBackbone(nn.Module):

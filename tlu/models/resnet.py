@@ -22,11 +22,23 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tlu.models import matmul_conv
+from tlu.models import MODELS, matmul_conv
 from tlu.models.norm import BatchNorm
 
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 STEMS = ('cifar', 'imagenet')
+
+
+def build(depth, c):
+  """ResNet-`depth` from a model config (stem: 'cifar' for 18, else 'imagenet' by default;
+  width, dtype, conv)."""
+  return ResNet(depth, stem=c.get('stem', 'cifar' if depth == 18 else 'imagenet'),
+                width=c.get('width', 64), dtype=jnp.dtype(c.get('dtype', 'float32')),
+                conv=c.get('conv', 'xla'))
+
+
+for _depth in STAGE_SIZES:
+  MODELS.register(f'resnet{_depth}')(functools.partial(build, _depth))
 
 
 def torch_padding(kernel):

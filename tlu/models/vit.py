@@ -23,9 +23,13 @@ after the final LayerNorm: (N, H, W, C) -> (N, D) float32. GELU is the tanh appr
 exact erf form).
 """
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+
+from tlu.models import MODELS
 
 # Width, depth, MLP width, heads: Table 1 of Dosovitskiy et al. and big_vision's decode_variant.
 VARIANTS = {'S': (384, 12, 1536, 6), 'B': (768, 12, 3072, 12), 'L': (1024, 24, 4096, 16)}
@@ -194,3 +198,18 @@ class ViT(nn.Module):
     if self.representation_size:
       x = jnp.tanh(nn.Dense(self.representation_size, dtype=self.dtype, name='pre_logits')(x))
     return x.astype(jnp.float32)
+
+
+def build(name, c):
+  """ViT of variant `name` ('S/16'); a config key of the same name overrides a size."""
+  sizes = {k: int(c.get(k, v)) for k, v in variant(name).items()}
+  return ViT(**sizes, image_size=int(c.get('image_size', 224)), pool=c.get('pool', 'tok'),
+             posemb=c.get('posemb', 'learn'),
+             representation_size=int(c.get('representation_size', 0)),
+             approximate_gelu=bool(c.get('approximate_gelu', True)),
+             dtype=jnp.dtype(c.get('dtype', 'float32')))
+
+
+for _size in VARIANTS:
+  for _patch in (16, 32):
+    MODELS.register(f'vit_{_size.lower()}{_patch}')(functools.partial(build, f'{_size}/{_patch}'))

@@ -1,11 +1,65 @@
-"""Optimizers and learning-rate schedules from config, all optax."""
+"""Optimizers and learning-rate schedules from config, all optax, each registered by name
+(`OPTIMIZERS`, `SCHEDULES`: `config.optimizer.name`, `config.optimizer.schedule`)."""
 
 import re
 
 import jax
 import optax
 
+from tlu.registry import Registry
 from tlu.transfer.paths import flatten, map_with_paths, match_any
+
+SCHEDULES = Registry('schedule')     # name -> (peak lr, total steps, warmup steps) -> schedule
+OPTIMIZERS = Registry('optimizer')   # name -> (cfg, lr schedule, weight-decay mask) -> tx
+
+
+@SCHEDULES.register('constant')
+def _constant(lr, total_steps, warmup):
+  del total_steps, warmup
+  return optax.constant_schedule(lr)
+
+
+@SCHEDULES.register('cosine')
+def _cosine(lr, total_steps, warmup):
+  return optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+
+
+@SCHEDULES.register('dann')
+def _dann(lr, total_steps, warmup):
+  """Ganin & Lempitsky 2015: mu_p = mu_0 / (1 + 10 p)^0.75, p in [0, 1]."""
+  steps = max(total_steps - warmup, 1)
+  return lambda count: lr / (1.0 + 10.0 * count / steps) ** 0.75
+
+
+@SCHEDULES.register('step')
+def _step(lr, total_steps, warmup):
+  """x0.1 at 50% and 75% of the run (the schedule's count starts after the warmup)."""
+  return optax.piecewise_constant_schedule(
+      lr, {int(total_steps * f) - warmup: 0.1 for f in (0.5, 0.75)})
+
+
+@OPTIMIZERS.register('sgd')
+def _sgd(cfg, lr, decay_mask):
+  return optax.chain(optax.add_decayed_weights(cfg.get('weight_decay', 0.0), decay_mask),
+                     optax.sgd(lr, momentum=cfg.get('momentum', 0.9), nesterov=True))
+
+
+@OPTIMIZERS.register('adam')
+def _adam(cfg, lr, decay_mask):
+  """Coupled L2 (added to the gradient), unlike adamw's decoupled decay."""
+  return optax.chain(optax.add_decayed_weights(cfg.get('weight_decay', 0.0), decay_mask),
+                     optax.adam(lr))
+
+
+@OPTIMIZERS.register('adamw')
+def _adamw(cfg, lr, decay_mask):
+  return optax.adamw(lr, weight_decay=cfg.get('weight_decay', 0.0), mask=decay_mask)
+
+
+@OPTIMIZERS.register('lars')
+def _lars(cfg, lr, decay_mask):
+  return optax.lars(lr, weight_decay=cfg.get('weight_decay', 0.0), weight_decay_mask=decay_mask,
+                    trust_ratio_mask=decay_mask, momentum=cfg.get('momentum', 0.9))
 
 
 def scaled_lr(cfg, batch_size=None):
@@ -28,26 +82,14 @@ def scaled_lr(cfg, batch_size=None):
 
 
 def schedule(cfg, total_steps, batch_size=None, static=False):
-  """cfg: lr, schedule ('constant'|'cosine'|'step'), warmup_steps -> optax schedule.
+  """cfg: lr, schedule (a name in SCHEDULES), warmup_steps -> optax schedule.
 
   static: the peak lr at every step, no warmup (cfg's schedule ignored).
   """
   lr, warmup = scaled_lr(cfg, batch_size), cfg.get('warmup_steps', 0)
-  name = cfg.get('schedule', 'cosine')
   if static:
     return optax.constant_schedule(lr)
-  if name == 'constant':
-    main = optax.constant_schedule(lr)
-  elif name == 'cosine':
-    main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
-  elif name == 'dann':   # Ganin & Lempitsky 2015: mu_p = mu_0 / (1 + 10 p)^0.75, p in [0, 1]
-    steps = max(total_steps - warmup, 1)
-    main = lambda count: lr / (1.0 + 10.0 * count / steps) ** 0.75
-  elif name == 'step':
-    main = optax.piecewise_constant_schedule(
-        lr, {int(total_steps * f) - warmup: 0.1 for f in (0.5, 0.75)})
-  else:
-    raise ValueError(f'unknown schedule {name!r}; use constant, cosine, dann or step')
+  main = SCHEDULES.get(cfg.get('schedule', 'cosine'))(lr, total_steps, warmup)
   if warmup:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
   return main
@@ -87,7 +129,7 @@ def check_unscheduled(cfg, params):
 
 
 def base_optimizer(cfg, total_steps, batch_size=None, static=False):
-  """cfg: name ('sgd'|'adam'|'adamw'|'lars'), lr, weight_decay, momentum, schedule, warmup_steps.
+  """cfg: name (a name in OPTIMIZERS: sgd, adam, adamw, lars), lr, weight_decay, momentum, schedule, warmup_steps.
 
   Optional: lr_scaling/base_batch_size (see scaled_lr), grad_clip_norm, and
   grad_accum_steps: average gradients over that many micro-batches per update
@@ -97,21 +139,8 @@ def base_optimizer(cfg, total_steps, batch_size=None, static=False):
   """
   accum = cfg.get('grad_accum_steps', 1)
   lr = schedule(cfg, max(total_steps // accum, 1), batch_size and batch_size * accum, static)
-  name, wd = cfg.name, cfg.get('weight_decay', 0.0)
   # Decay only kernels (not biases or BatchNorm scales), as SimCLR/big_vision do.
-  decay_mask = _kernels
-  if name == 'sgd':
-    tx = optax.chain(optax.add_decayed_weights(wd, decay_mask),
-                     optax.sgd(lr, momentum=cfg.get('momentum', 0.9), nesterov=True))
-  elif name == 'adam':  # coupled L2 (added to the gradient), unlike adamw's decoupled decay
-    tx = optax.chain(optax.add_decayed_weights(wd, decay_mask), optax.adam(lr))
-  elif name == 'adamw':
-    tx = optax.adamw(lr, weight_decay=wd, mask=decay_mask)
-  elif name == 'lars':
-    tx = optax.lars(lr, weight_decay=wd, weight_decay_mask=decay_mask,
-                    trust_ratio_mask=decay_mask, momentum=cfg.get('momentum', 0.9))
-  else:
-    raise ValueError(f'unknown optimizer {name!r}; use sgd, adam, adamw or lars')
+  tx = OPTIMIZERS.get(cfg.name)(cfg, lr, _kernels)
   clip = cfg.get('grad_clip_norm', 0.0)
   if clip:
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)

@@ -74,7 +74,9 @@ def build_method(cfg, splits, model=None):
   steps, epoch = num_steps(cfg, len(splits.train))
   params = _abstract_params(model, splits)
   base = lambda: optim.optimizer(cfg.optimizer, steps, cfg.batch_size)
-  tx = freeze_lib.masked_optimizer(base, params, groups) if groups else base()
+  unfreeze = tuple(cfg.get('unfreeze', ()))   # gradual unfreezing (ULMFiT), tlu.transfer.freeze
+  tx = (freeze_lib.masked_optimizer(base, params, groups, unfreeze=unfreeze or None)
+        if groups or unfreeze else base())
   method = method_cls(cfg.method, model, num_steps=steps, batch_size=cfg.batch_size,
                       epoch_steps=epoch, num_examples=len(splits.train), mode=train_mode(freeze_lib.frozen_patterns(groups)),
                       augment=augment_fn(cfg.get('augment')), online_probe=probe)
@@ -254,4 +256,7 @@ def check_task(cfg, splits=None):
     model = build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
                                                           cfg.get('online_probe', False)))
     evaluators_lib.check(cfg.get('evals', {}), heads=model.head_names)
-    optim.check_unscheduled(cfg.optimizer, _abstract_params(model, splits))
+    params = _abstract_params(model, splits)
+    optim.check_unscheduled(cfg.optimizer, params)
+    freeze_lib.check_unfreeze(cfg.get('unfreeze', ()), params,
+                              num_steps(cfg, len(splits.train))[0])

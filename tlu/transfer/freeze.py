@@ -16,8 +16,8 @@ leave them as they are. One spec drives both; a task config's `freeze` is it
   tx = masked_optimizer(lambda: optax.adamw(1e-3, weight_decay=1e-4), params, groups)
   mode = tlu.models.norm.train_mode(frozen_patterns(groups))   # model.apply(..., train=mode)
 
-Gradual unfreezing (`unfreeze_schedule`, `masked_optimizer(..., unfreeze=...)`)
-keeps one optimizer and one optimizer-state layout for the whole run: each
+Gradual unfreezing (ULMFiT, Howard & Ruder 2018; a task config's `unfreeze`, the transfer
+strategy `gradual`; `unfreeze_schedule`, `masked_optimizer(..., unfreeze=...)`) keeps one optimizer and one optimizer-state layout for the whole run: each
 label's updates pass through a 0/1 gate driven by the optimizer's own update
 count, so the frozen set of *parameters* changes inside the compiled step
 without re-jitting. The BatchNorm side (which layers run on running averages)
@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tlu.transfer.paths import map_with_paths, match_any
+from tlu.transfer.paths import flatten, map_with_paths, match_any
 
 FROZEN = 'frozen'
 
@@ -152,6 +152,21 @@ def unfreeze_schedule(stages):
       raise ValueError(f'unfreeze step must be a non-negative int, got {step!r}')
     norm.append((int(step), (patterns,) if isinstance(patterns, str) else tuple(patterns)))
   return UnfreezeSchedule(tuple(sorted(norm, key=lambda s: s[0])))
+
+
+def check_unfreeze(stages, params, steps):
+  """ValueError unless each stage of a task's `unfreeze` is (step in [0, steps), regexes that
+  each full-match some parameter path of `params`)."""
+  paths = list(flatten(params))
+  for stage in stages:
+    if (len(stage) != 2 or isinstance(stage[0], bool) or not isinstance(stage[0], int)
+        or not 0 <= stage[0] < steps or isinstance(stage[1], str) or not stage[1]):
+      raise ValueError(f'unfreeze entry {tuple(stage)!r}: use (step in [0, {steps}), '
+                       '(regex, ...))')
+    for pattern in stage[1]:
+      if not any(match_any(p, (pattern,)) for p in paths):
+        raise ValueError(f'unfreeze pattern {pattern!r} matches no parameter path '
+                         f'(e.g. {paths[0]!r})')
 
 
 def masked_optimizer(base_tx_fn, params, groups=(), unfreeze=None):

@@ -5,12 +5,17 @@
   finetune      source backbone and fresh head train (backbone lr x `backbone_lr_mult`)
   lp_ft         linear_probe for `lp_steps`, then finetune from the probed state
                 (Kumar et al. 2022, "Fine-tuning can distort pretrained features")
+  gradual       finetune with gradual unfreezing (ULMFiT, Howard & Ruder 2018): the
+                parameters each `unfreeze` stage names train from its step on, the head
+                from the first (`unfreeze=((step, (regex, ...)), ...)`)
+
+Each strategy is registered by name in `STRATEGIES`.
 
 Every phase is one run of the supervised method (`tlu.methods.supervised`) through
 `tlu.train.task`: `phase_config` makes its task config from the transfer config,
 and `fit` trains a cell's phases in order, each from the state the one before left.
 A transfer config holds `strategies`, `steps`, `lp_steps`, `backbone_lr_mult`,
-`probe_lr_mult`, `label_smoothing`, `head_l2_scale`, `head_init` ('fresh' | 'imprint'),
+`probe_lr_mult`, `unfreeze`, `label_smoothing`, `head_l2_scale`, `head_init` ('fresh' | 'imprint'),
 `dont_load`, `adapters`, `optimizer`, `augment`, `batch_size`, `eval_batch_size`,
 `dataset` and `progress` (configs/digits_transfer.py).
 """
@@ -24,6 +29,7 @@ import numpy as np
 
 from tlu import methods
 from tlu.models import build_model
+from tlu.registry import Registry
 from tlu.train import task, workdir as workdir_lib
 from tlu.transfer.imprint import imprint
 from tlu.transfer.surgery import transplant
@@ -37,11 +43,13 @@ class Phase:
 
   subdir: where in the cell it trains ('': the cell itself, whose summary is the cell's);
   freeze: 'none' | 'probe' | 'finetune', the groups of `freeze_groups`;
-  budget: the transfer config key of its number of steps ('steps' | 'lp_steps').
+  budget: the transfer config key of its number of steps ('steps' | 'lp_steps');
+  unfreeze: the task unfreezes gradually, by the transfer config's `unfreeze` stages.
   """
   subdir: str
   freeze: str
   budget: str
+  unfreeze: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,18 +58,17 @@ class Strategy:
   phases: tuple
 
 
-STRATEGIES = {
-    'scratch': Strategy(False, (Phase('', 'none', 'steps'),)),
-    'linear_probe': Strategy(True, (Phase('', 'probe', 'steps'),)),
-    'finetune': Strategy(True, (Phase('', 'finetune', 'steps'),)),
-    'lp_ft': Strategy(True, (Phase('lp', 'probe', 'lp_steps'), Phase('', 'finetune', 'steps'))),
-}
+STRATEGIES = Registry('strategy')
+STRATEGIES.register('scratch')(Strategy(False, (Phase('', 'none', 'steps'),)))
+STRATEGIES.register('linear_probe')(Strategy(True, (Phase('', 'probe', 'steps'),)))
+STRATEGIES.register('finetune')(Strategy(True, (Phase('', 'finetune', 'steps'),)))
+STRATEGIES.register('lp_ft')(
+    Strategy(True, (Phase('lp', 'probe', 'lp_steps'), Phase('', 'finetune', 'steps'))))
+STRATEGIES.register('gradual')(Strategy(True, (Phase('', 'finetune', 'steps', unfreeze=True),)))
 
 
 def get(name):
-  if name not in STRATEGIES:
-    raise ValueError(f'unknown strategy {name!r}; use one of {tuple(STRATEGIES)}')
-  return STRATEGIES[name]
+  return STRATEGIES.get(name)
 
 
 def loads_source(name):
@@ -97,6 +104,8 @@ def phase_config(config, strategy, phase, *, model, seed):
       method, label_smoothing=config.label_smoothing, head_l2_scale=config.head_l2_scale))
   c.model = ml_collections.ConfigDict(dict(model or {}))
   c.freeze = freeze_groups(p.freeze, config)
+  if p.unfreeze:
+    c.unfreeze = tuple(config.unfreeze)
   c.optimizer = config.optimizer.copy_and_resolve_references()
   c.steps = steps
   c.batch_size = config.batch_size
@@ -124,6 +133,8 @@ def check(config, class_counts):
     raise ValueError('head_init=imprint needs head_l2_scale > 0 (a cosine head)')
   if config.steps < 1 or ('lp_ft' in config.strategies and config.lp_steps < 1):
     raise ValueError('steps (and lp_steps for lp_ft) must be >= 1')
+  if 'gradual' in config.strategies and not config.get('unfreeze'):
+    raise ValueError('strategy gradual needs unfreeze=((step, (regex, ...)), ...)')
   need = max([k for k in config.labels_per_class if k > 0], default=0)
   if config.head_init == 'imprint':
     need = max(need, 1)   # one example per class to imprint from
