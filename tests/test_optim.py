@@ -85,3 +85,12 @@ def test_an_unscheduled_pattern_that_matches_nothing_is_refused():
   for bad in ('predictor/.*', '(', 3):
     with pytest.raises(ValueError, match='optimizer.unscheduled'):
       optim.check_unscheduled(_cfg(unscheduled=(bad,)), params)
+
+
+def test_fixmatch_cosine_is_lr_cos_7_pi_k_over_16_k_after_the_warmup():
+  sched = optim.schedule(_cfg(schedule='fixmatch_cosine', warmup_steps=10), total_steps=110)
+  np.testing.assert_allclose(float(sched(5)), 0.05, rtol=1e-6)   # linear warmup to lr 0.1
+  for k in (0, 25, 50, 100):   # K = 100 steps after the warmup
+    np.testing.assert_allclose(float(sched(10 + k)), 0.1 * np.cos(7 * np.pi * k / 1600),
+                               rtol=1e-5)
+  np.testing.assert_allclose(float(sched(110)), 0.1 * 0.19509032, rtol=1e-5)  # cos(7 pi / 16)

@@ -210,3 +210,17 @@ def test_a_spec_names_randaugment_and_cutout_and_checks_their_ranges():
   for bad in ({'randaugment_ops': -1}, {'cutout_frac': 1.5}, {'shift_frac': -0.1}):
     with pytest.raises(ValueError, match=next(iter(bad))):
       checks.check_ranges({'augment': bad})
+
+
+def test_strong_view_gives_each_image_its_own_policy_on_pillow_levels():
+  # FixMatch's strong view of 16 copies of one image: each copy draws its own shift, ops and
+  # Cutout box (the rows differ), and every pixel is one of Pillow's 256 levels (RandAugment
+  # and Cutout's grey fill return levels; the shift moves whole pixels).
+  image = np.random.default_rng(0).integers(0, 256, (12, 12, 1)).astype(np.float32) / 255.0
+  images = jnp.asarray(np.repeat(image[None], 16, axis=0))
+  out = np.asarray(jax.jit(ra.strong_view('randaugment'))(jax.random.key(3), images))
+  assert out.shape == images.shape
+  np.testing.assert_allclose(out * 255.0, np.round(out * 255.0), atol=1e-3)
+  assert len({row.tobytes() for row in out}) == 16
+  with pytest.raises(ValueError, match='num_ops an integer >= 1'):
+    ra.strong_view({'name': 'randaugment', 'num_ops': 0})

@@ -3,13 +3,13 @@
 FixMatch (Sohn et al. 2020, section 2.3): weak = a random horizontal flip and a
 translation of up to 12.5% of the side (torchvision's 4-pixel reflect pad + crop on
 32x32); strong = the weak ops, then RandAugment (two of 14 ops at random magnitudes),
-then Cutout. Until RandAugment lands on device (issue 26 item 2,
-`tlu/data/augment/randaugment.py`), the strong views here are the strongest ops tlu
-has: a larger affine warp (rotation, shear, translation), colour jitter, solarization
-(RGB) or pixel noise (grey). `strong='randaugment'` is the hook where RandAugment
-plugs in: it asks that module for its strong view.
+then Cutout (`strong='randaugment'`: `tlu.data.augment.randaugment.strong_view`, whose
+ops are checked against Pillow). The named strong views below are cheaper stand-ins built
+from tlu's affine and colour ops: a larger affine warp (rotation, shear, translation),
+colour jitter, solarization (RGB) or pixel noise (grey).
 
-A view spec is a name of `WEAK_VIEWS` / `STRONG_VIEWS`, 'randaugment', or anything
+A view spec is a name of `WEAK_VIEWS` / `STRONG_VIEWS`, 'randaugment' ('randaugment_noflip'
+for digits), a mapping with name='randaugment' and `strong_view`'s options, or anything
 `tlu.data.augment.make_augment` takes (a preset name or a mapping of AugmentConfig
 fields). `make_view(spec) -> augment(key, images (N, H, W, C) float [0, 1]) -> same`.
 """
@@ -20,6 +20,7 @@ from tlu.data import augment as augment_lib
 from tlu.data.augment.config import AugmentConfig
 
 RANDAUGMENT = 'randaugment'
+RANDAUGMENT_VIEWS = {RANDAUGMENT: {}, 'randaugment_noflip': {'flip': False}}   # + its options
 
 WEAK_VIEWS = {
     # FixMatch's weak view; 'mirror' is torchvision's reflect padding.
@@ -42,19 +43,18 @@ STRONG_VIEWS = {
 
 
 def _randaugment(spec):
-  """The RandAugment hook: `tlu.data.augment.randaugment.strong_view(spec)` when it exists."""
+  from tlu.data.augment import randaugment  # pylint: disable=import-outside-toplevel
+  if isinstance(spec, str):
+    spec = {'name': RANDAUGMENT, **RANDAUGMENT_VIEWS[spec]}
   try:
-    from tlu.data.augment import randaugment  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    randaugment = None
-  if randaugment is None or not hasattr(randaugment, 'strong_view'):
-    raise ValueError(f"method.strong={spec!r}: RandAugment is not in this build "
-                     f"(tlu/data/augment/randaugment.py); use one of {sorted(STRONG_VIEWS)}")
-  return randaugment.strong_view(spec)
+    return randaugment.strong_view(spec)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'view {spec!r}: {e}') from e
 
 
 def is_randaugment(spec):
-  return spec == RANDAUGMENT or (isinstance(spec, Mapping) and spec.get('name') == RANDAUGMENT)
+  return spec in RANDAUGMENT_VIEWS or (isinstance(spec, Mapping)
+                                       and spec.get('name') == RANDAUGMENT)
 
 
 def make_view(spec):
@@ -69,4 +69,4 @@ def make_view(spec):
     return augment_lib.make_augment(spec)
   except (TypeError, ValueError) as e:
     raise ValueError(f'view {spec!r}: {e}; known views: '
-                     f'{sorted(WEAK_VIEWS) + sorted(STRONG_VIEWS) + [RANDAUGMENT]}') from e
+                     f'{sorted(WEAK_VIEWS) + sorted(STRONG_VIEWS) + sorted(RANDAUGMENT_VIEWS)}') from e

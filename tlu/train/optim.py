@@ -4,6 +4,7 @@
 import re
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from tlu.registry import Registry
@@ -22,6 +23,14 @@ def _constant(lr, total_steps, warmup):
 @SCHEDULES.register('cosine')
 def _cosine(lr, total_steps, warmup):
   return optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+
+
+@SCHEDULES.register('fixmatch_cosine')
+def _fixmatch_cosine(lr, total_steps, warmup):
+  """FixMatch (Sohn et al. 2020, section 3): lr cos(7 pi k / (16 K)), k the step after the
+  warmup and K = total_steps - warmup; ends at lr cos(7 pi / 16) ~ 0.2 lr, not 0."""
+  steps = max(total_steps - warmup, 1)
+  return lambda count: lr * jnp.cos(7.0 * jnp.pi * count / (16.0 * steps))
 
 
 @SCHEDULES.register('dann')

@@ -51,6 +51,7 @@ class Splits:
   eval_train: Any = None   # labelled train split for representation evaluators (default train)
   extra: dict = dataclasses.field(default_factory=dict)   # more named splits evaluations read
   labelled: bool = True    # False: the dataset has no labels (tlu.data.labels.check_labels)
+  unlabelled: Any = None   # semi-supervised methods' unlabelled images (None: train's)
 
 
 def num_steps(cfg, num_examples):

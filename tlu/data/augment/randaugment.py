@@ -101,3 +101,41 @@ def random_shift(key, image, max_frac):
   top = jax.random.randint(k_y, (), 0, 2 * pad_y + 1)
   left = jax.random.randint(k_x, (), 0, 2 * pad_x + 1)
   return jax.lax.dynamic_slice(padded, (top, left, 0), image.shape)
+
+
+def strong_view(spec='randaugment'):
+  """FixMatch's strong view: augment(key, images (N, H, W, C) float [0, 1]) -> same shape.
+
+  Per image, with its own key: a horizontal flip with probability 1/2 (`flip`), the weak
+  translation `random_shift(translate)`, `rand_augment(num_ops)`, then Cutout of up to
+  `cutout` of the side (`tlu.data.augment.cutout`; 0: none). spec: 'randaugment' (FixMatch's
+  defaults: flip=True, translate=0.125, num_ops=2, cutout=0.5) or a mapping with
+  name='randaugment' and any of those keys (flip=False for digits).
+  """
+  from tlu.data.augment import cutout as cutout_lib  # pylint: disable=import-outside-toplevel
+  options = {'flip': True, 'translate': 0.125, 'num_ops': 2, 'cutout': 0.5}
+  given = {} if isinstance(spec, str) else {k: v for k, v in dict(spec).items() if k != 'name'}
+  unknown = sorted(set(given) - set(options))
+  if unknown:
+    raise ValueError(f'randaugment keys {unknown} unknown; use {sorted(options)}')
+  options.update(given)
+  if (int(options['num_ops']) != options['num_ops'] or options['num_ops'] < 1
+      or not 0 <= options['translate'] <= 0.5 or not 0 <= options['cutout'] <= 1):
+    raise ValueError(f'randaugment {options}: num_ops an integer >= 1, translate in '
+                     '[0, 0.5], cutout in [0, 1]')
+  num_ops = int(options['num_ops'])
+
+  def one(key, image):
+    k_flip, k_shift, k_ra, k_cut = jax.random.split(key, 4)
+    if options['flip']:
+      image = jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1], image)
+    image = random_shift(k_shift, image, options['translate'])
+    image = rand_augment(k_ra, image, num_ops)
+    if options['cutout']:
+      image = cutout_lib.cutout(k_cut, image, options['cutout'])
+    return image
+
+  def augment(key, images):
+    return jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
+
+  return augment
