@@ -54,6 +54,7 @@ def get_config(arg=None):
   c.pretrain.model = digits_supervised.cnn()   # the supervised source's architecture
   c.cluster = digits_cluster.get_config()
   c.cluster.tsne = True
+  c.cluster.algorithms = ('kmeans',)
   c.transfer = label_efficiency()
   s = c.transfer_supervised = label_efficiency()
   s.source_task = digits_supervised.get_config()           # the supervised source backbone

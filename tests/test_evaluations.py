@@ -61,6 +61,27 @@ def test_kmeans_clusters_the_rows_of_every_named_split_together():
   assert 15 / 30 <= out['test/acc'] < 1.0
 
 
+def test_spectral_clusters_two_moons_as_scikit_learn_does_where_k_means_cannot():
+  # Two interleaved half-circles: k-means cuts them across, spectral clustering on a
+  # 10-nearest-neighbour affinity follows them (scikit-learn's SpectralClustering too).
+  from sklearn.cluster import SpectralClustering  # pylint: disable=import-outside-toplevel
+  from sklearn.datasets import make_moons  # pylint: disable=import-outside-toplevel
+  from sklearn.metrics import adjusted_rand_score  # pylint: disable=import-outside-toplevel
+  x, y = make_moons(300, noise=0.05, random_state=0)
+  x = x.astype(np.float32)
+  ctx = evaluators.Context(model=None, mesh=None, num_classes=2, batch_size=0,
+                           fixed={'moons': (x, y)})
+  options = dict(splits=('moons',), n_init=3, normalize_features=False)
+  out = evaluators.Evaluations({
+      'spectral': dict(type='spectral', affinity='knn', n_neighbors=10, **options),
+      'kmeans': dict(type='kmeans', splits=('moons',), n_init=3, normalize=False)}, ctx)(None)
+  reference = SpectralClustering(2, affinity='nearest_neighbors', n_neighbors=10,
+                                 random_state=0).fit_predict(x)
+  assert adjusted_rand_score(y, reference) == pytest.approx(1.0)
+  assert out['spectral_ari'] == pytest.approx(1.0) and out['spectral_acc'] == 1.0
+  assert out['kmeans_ari'] < 0.6
+
+
 @pytest.mark.parametrize('specs, message', [
     ({'a': {'k': 3}}, 'evals.a: give its type'),
     ({'a': {'type': 'nope'}}, "unknown evaluator 'nope'"),
@@ -69,6 +90,7 @@ def test_kmeans_clusters_the_rows_of_every_named_split_together():
     ({'a': {'type': 'knn', 'splits': ('test',)}}, 'evals.a: .*give two'),
     ({'a': {'type': 'knn', 'every': -1}}, 'evals.a.every=-1'),
     ({'a': {'type': 'kmeans', 'n_init': 0}}, 'evals.a: n_init=0 must be >= 1'),
+    ({'a': {'type': 'spectral', 'affinity': 'cosine'}}, "evals.a: affinity='cosine'"),
     ({'a': {'type': 'linear_probe', 'probe_input': 'raw'}}, "evals.a: probe_input='raw'"),
     ({'a': {'type': 'classification'}, 'b': {'type': 'classification', 'splits': ('train',)}},
      "evals.b and evals.a both write 'accuracy'"),

@@ -146,8 +146,8 @@ def clustered(tmp_path_factory, data_dir):
 
 def test_cluster_pretrains_without_a_source_and_reports_every_summary_value(clustered):
   summary, report = _read(clustered)
-  assert set(summary) == {f'{r}/{m}' for r in ('raw', 'pca', 'contrastive')
-                          for m in ('acc', 'nmi', 'ari')}
+  assert set(summary) == {f'{r}/{a}{m}' for r in ('raw', 'pca', 'contrastive')
+                          for a in ('', 'spectral_') for m in ('acc', 'nmi', 'ari')}
   _assert_report_holds_summary(summary, report)
   assert os.path.exists(os.path.join(clustered, 'pretrain', 'checkpoints'))
   assert '(tsne.png)' in report and os.path.exists(os.path.join(clustered, 'tsne.png'))

@@ -22,6 +22,9 @@ def check(config, pixels):
   """ValueError naming the option out of range; `pixels`: values per image (H*W*C)."""
   if config.rows not in ROWS:
     raise ValueError(f"rows must be 'all' or 'test', got {config.rows!r}")
+  unknown = sorted(set(config.algorithms) - set(ALGORITHMS)) or (not config.algorithms and [''])
+  if unknown:
+    raise ValueError(f'algorithms={tuple(config.algorithms)}: name one or more of {ALGORITHMS}')
   if not 0 < config.pca_components <= pixels:
     raise ValueError(f'pca_components={config.pca_components} must be in 1..{pixels} '
                      '(the number of pixel values)')
@@ -36,29 +39,48 @@ def representations(pixels, features, pca_components):
           FEATURES: ('contrastive features (L2-normalised)', l2_normalize(features))}
 
 
+ALGORITHMS = ('kmeans', 'spectral')
+
+
 def specs(config, k):
-  """One `kmeans` instance per representation, writing '<short name>/<acc|nmi|ari>'."""
-  kw = dict(type='kmeans', num_clusters=k, n_init=config.n_init, max_iter=config.max_iter,
-            seed=config.seed, normalize=False)
-  return {name: dict(kw, splits=(name,), prefix=f'{name}/') for name in ('raw', 'pca', FEATURES)}
+  """One instance per representation and algorithm of `config.algorithms`: k-means writes
+  '<short name>/<acc|nmi|ari>', spectral clustering (`config.spectral`: its options)
+  '<short name>/spectral_<acc|nmi|ari>'."""
+  out = {}
+  for name in ('raw', 'pca', FEATURES):
+    if 'kmeans' in config.algorithms:
+      out[name] = dict(type='kmeans', num_clusters=k, n_init=config.n_init,
+                       max_iter=config.max_iter, seed=config.seed, normalize=False,
+                       splits=(name,), prefix=f'{name}/')
+    if 'spectral' in config.algorithms:
+      out[f'{name}_spectral'] = dict(dict(config.spectral), type='spectral', num_clusters=k,
+                                     seed=config.seed, normalize_features=False,
+                                     splits=(name,), prefix=f'{name}/spectral_')
+  return out
 
 
 def compare(reps, labels, k, config, mesh):
-  """(summary {'<short name>/<metric>': value}, markdown table) of k-means of every
-  representation of `reps` (`representations`), scored against `labels` (N,)."""
+  """(summary {'<short name>/[spectral_]<metric>': value}, markdown table) of each algorithm
+  on every representation of `reps` (`representations`), scored against `labels` (N,)."""
   ctx = evaluators.Context(model=None, mesh=mesh, num_classes=k, batch_size=0,
                            fixed={name: (x, labels) for name, (_, x) in reps.items()})
   summary = evaluators.Evaluations(specs(config, k), ctx)(None)
-  rows = [(long, x.shape[1], *[summary[f'{name}/{m}'] for m in ('acc', 'nmi', 'ari')])
-          for name, (long, x) in reps.items()]
-  return summary, tables.key_value_table(rows, ('input', 'dim', 'ACC', 'NMI', 'ARI'))
+  rows = [(long, x.shape[1], algorithm,
+           *[summary[f'{name}/{"" if algorithm == "kmeans" else "spectral_"}{m}']
+             for m in ('acc', 'nmi', 'ari')])
+          for name, (long, x) in reps.items() for algorithm in config.algorithms]
+  return summary, tables.key_value_table(rows, ('input', 'dim', 'clustering', 'ACC', 'NMI',
+                                                'ARI'))
 
 
 def report(config, dataset, n, k, backbone, table, picture=''):
   """report.md of the cluster stage: n rows clustered into k, the table, the picture."""
-  return (f'# k-means on {dataset}\n\n'
+  options = ', '.join(f'{k}={v}' for k, v in sorted(dict(config.spectral).items()))
+  spectral = (f' Spectral clustering: {options} (tlu/evaluators/spectral.py).'
+              if 'spectral' in config.algorithms else '')
+  return (f'# Clustering {dataset}\n\n'
           f'{n} images ({config.rows} splits), k = {k}, k-means++ with {config.n_init} restarts '
-          '(lowest inertia kept). ACC uses Hungarian matching of clusters to classes. Features: '
+          f'(lowest inertia kept).{spectral} ACC uses Hungarian matching of clusters to classes. Features: '
           f'backbone of `{backbone.run_dir}` (step {backbone.step}).\n\n{table}\n' +
           (f'\n![t-SNE of the features, coloured by class and by k-means cluster]({picture})\n'
            if picture else ''))
