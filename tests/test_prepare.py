@@ -48,11 +48,16 @@ def test_png_folder_reads_back_pixel_for_pixel_in_sorted_order(tmp_path):
       assert ['five', 'one', 'zero'][ex['label']] == label
 
 
-def test_two_preparations_are_the_same_dataset_in_and_out_of_worker_processes(tmp_path):
+def test_two_preparations_are_the_same_dataset_in_and_out_of_worker_processes(
+    tmp_path, monkeypatch):
   files.digit_folder(tmp_path / 'src', per_class=4, splits=('train',))
   kw = dict(validation=3, seed=1)
   prepare('image_folder', tmp_path / 'src', 'a', tmp_path / 'tfds', workers=1, **kw)
+  monkeypatch.setattr(writer, 'SHARD_BYTES', 200)   # a shard per one or two examples
   prepare('image_folder', tmp_path / 'src', 'b', tmp_path / 'tfds', workers=2, **kw)
+  info = {n: tfds.builder(n, data_dir=str(tmp_path / 'tfds')).info for n in 'ab'}
+  assert info['a'].splits['train'].num_shards == 1 and info['b'].splits['train'].num_shards > 4
+  assert info['a'].disable_shuffling and info['b'].disable_shuffling
   for split in ('train', 'validation'):
     a, b = read('a', tmp_path / 'tfds', split), read('b', tmp_path / 'tfds', split)
     assert [x['file_name'] for x in a] == [x['file_name'] for x in b]
