@@ -90,6 +90,19 @@ def test_photographs_of_several_sizes_and_a_grey_one_are_fitted_as_pillow_fits_t
     np.testing.assert_array_equal(ex['image'], want[top:top + 8, left:left + 8])
 
 
+def test_stretched_to_grey_as_pillow_and_rec601_luma_make_them(tmp_path):
+  crops = files.photo_crops([(20, 14), (11, 17)])
+  for i, crop in enumerate(crops):
+    files.save(crop, str(tmp_path / 'src' / f'{i}.png'))
+  prepare('image_folder', tmp_path / 'src', 'grey', tmp_path / 'tfds', image_size=8,
+          resize='stretch', channels=1)
+  for ex in read('grey', tmp_path / 'tfds', 'train'):
+    with Image.open(tmp_path / 'src' / ex['file_name'].decode()) as pil:
+      rgb = np.asarray(pil.resize((8, 8), Image.BILINEAR), np.float32)
+    luma = np.round(rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(ex['image'][..., 0], luma)
+
+
 def test_a_jpeg_folder_keeps_pillows_decoding_and_mixed_sizes_are_refused(tmp_path):
   crops = files.photo_crops([(12, 12), (12, 12), (10, 12)])
   for i, crop in enumerate(crops):
