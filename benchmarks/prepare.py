@@ -17,13 +17,13 @@ Each size is prepared twice, each in a fresh child process (imports not timed):
 Peak memory: the largest sum, over samples every 50 ms, of the resident set (RSS) of the
 child and all its descendants (a forked worker's shared pages count once per process, so
 this overstates what the machine holds), and, every 500 ms, of their proportional set (PSS,
-shared pages split between the processes that map them). Streaming holds when the peak at the largest
-size is within 50 MB of the peak at the smallest. CPU: milliseconds of CPU per image of the
-child's main process and of its workers (os.times, the workers joined), and the speed-up they
-leave room for when every core is ours (the loop's CPU x cores / tlu's CPU): where other work
-shares the cores the wall-clock ratio falls toward 1x, this bound does not. One line per
-size, then the streaming check; target (issue 25): tlu >= 1.7x the loop's images/s on a
-2-core machine.
+shared pages split between the processes that map them). Streaming holds when the peak at
+the largest size is within 50 MB of the peak at the smallest.
+CPU: milliseconds of CPU per image of the child's main process and of its workers (os.times,
+the workers joined), and the speed-up they leave room for when every core is ours (the
+loop's CPU x cores / tlu's CPU): where other work shares the cores the wall-clock ratio falls
+toward 1x, this bound does not. One line per size, then the streaming check; target
+(issue 25): tlu >= 1.7x the loop's images/s on a 2-core machine.
 """
 
 import argparse
