@@ -8,7 +8,10 @@ Protocol: backbone features (512-d, after global average pooling) of the 10,000
 test images, L2-normalised, k = 10, k-means++ with 10 restarts, Hungarian-matched
 accuracy; SCAN evaluates on the test split as here. Without --config.source the
 1000-epoch pretraining of configs/cifar10_ssl.py:simclr runs first (~10 h on one A100).
-k-means itself takes seconds on one GPU.
+k-means itself takes seconds on one GPU. Data: the CIFAR page's
+`cifar-10-python.tar.gz` from https://www.cs.toronto.edu/~kriz/cifar.html, prepared once
+without TensorFlow: `python -m experiments.prepare --config=configs/prepare.py:cifar10
+--config.path=cifar-10-python.tar.gz` (writes TFDS `cifar10`; README "Datasets").
 """
 
 from configs import cifar10_ssl, digits_cluster, digits_supervised

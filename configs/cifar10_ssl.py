@@ -1,7 +1,10 @@
 """Self-supervised ResNet-18 (CIFAR stem) on CIFAR-10, solo-learn's recipes:
 `python -m experiments.pretrain --config=configs/cifar10_ssl.py:<method>`, <method> one of
 simclr (default), byol, simsiam, mocov3, barlow_twins, vicreg, dino, swav, or
-simclr_knn200 (lightly's benchmark protocol). The data needs a one-time `tfds build`.
+simclr_knn200 (lightly's benchmark protocol). Data: the CIFAR page's
+`cifar-10-python.tar.gz` from https://www.cs.toronto.edu/~kriz/cifar.html, prepared once
+without TensorFlow: `python -m experiments.prepare --config=configs/prepare.py:cifar10
+--config.path=cifar-10-python.tar.gz` (writes TFDS `cifar10`; README "Datasets").
 
 Published (not measured here), solo-learn README, "Results", CIFAR-10 table, ResNet18,
 1000 epochs, Acc@1 (online linear eval, acc@1: the linear classifier trained on

@@ -8,8 +8,13 @@ no label smoothing; bfloat16 compute, float32 parameters. Train images are fitte
 on the host to 224x224 (shorter side to 224, centre crop), then an on-device
 random-resized crop (scale 0.08-1) + flip; validation: the same 224 centre crop
 (the usual protocol resizes to 256 first: expect up to ~1 point lower).
-Hardware: ~7 h on a TPU v4-32 slice, ~1 day on 8 A100s. Prepare the data once
-with `tfds build imagenet2012 --file_format=array_record` (manual download).
+Hardware: ~7 h on a TPU v4-32 slice, ~1 day on 8 A100s. Data (manual download,
+https://image-net.org): either TFDS `imagenet2012` (`tfds build imagenet2012
+--file_format=array_record`, needs TensorFlow), or, without TensorFlow, the ILSVRC2012 train
+and validation images extracted to `train/<wnid>/` and `validation/<wnid>/` and prepared once:
+  python -m experiments.prepare --config=configs/prepare.py:image_folder --config.path=<folder> \
+      --config.name=imagenet_folder --config.image_size=256 --config.encoding=jpeg
+then `--config.dataset.name=imagenet_folder`.
 """
 
 from configs import digits_supervised

@@ -4,7 +4,9 @@
 scratch; none: all). `--config.source=<workdir of a tlu ResNet-50 run>`, e.g.
 configs/imagenet_resnet50.py; without it that ImageNet run is trained first.
 `--config.dataset.name=<any TFDS image dataset>` (images are fitted to 224x224 on
-the host; set `dataset.classes` to a subset if wanted).
+the host; set `dataset.classes` to a subset if wanted). CIFAR-10 comes in without
+TensorFlow as configs/cifar10_ssl.py says; any other folder, arrays or CSV list through
+`python -m experiments.prepare` (configs/prepare.py), then `--config.dataset.name=<its name>`.
 Targets (supervised ImageNet ResNet-50 -> CIFAR-10, Table 8 of SimCLR, Chen et al.
 2020, following Kornblith et al. 2019): linear evaluation 93.6%, fine-tuned 97.5%.
 Not yet measured by this project.

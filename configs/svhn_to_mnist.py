@@ -1,6 +1,6 @@
 """DANN and SHOT, SVHN -> MNIST: `python -m experiments.adapt --config=configs/svhn_to_mnist.py:<method>`.
 
-Published (not measured here; the data needs a one-time `tfds build`):
+Published (not measured here):
   * dann: 73.85% MNIST test accuracy (Ganin & Lempitsky 2015, Table 1, SVHN -> MNIST).
   * shot: 98.9% (Liang et al. 2020, SHOT, digit table, SVHN -> MNIST); source only: 70.2%.
   * source_only / target_oracle: the lower and upper bounds, measured the same way.
@@ -14,7 +14,14 @@ frozen, IM + 0.1 x pseudo-label CE (the reference code's digit setting), pseudo-
 re-clustered every epoch;
 DANN: 60,000 steps of 64 source + 64 target images, lambda_p = 2/(1+exp(-10p))-1.
 Hardware: ~10 min per method on one GPU; ~2 h on a 2-core CPU.
-Prepare once (needs tensorflow): `tfds build svhn_cropped mnist --file_format=array_record`.
+Prepare once, without TensorFlow (README "Datasets"): `train_32x32.mat` and `test_32x32.mat`
+(format 2) from http://ufldl.stanford.edu/housenumbers/ into a folder `svhn`, and MNIST's four
+idx files (`train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`, `t10k-...`, from
+http://yann.lecun.com/exdb/mnist/ or its mirror https://storage.googleapis.com/cvdf-datasets/mnist/)
+into a folder `mnist`, then
+  python -m experiments.prepare --config=configs/prepare.py:svhn --config.path=svhn
+  python -m experiments.prepare --config=configs/prepare.py:mnist --config.path=mnist
+(they write TFDS `svhn_cropped` and `mnist`).
 """
 
 from configs import digits_supervised, digits_to_digits_m

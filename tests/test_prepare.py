@@ -48,11 +48,16 @@ def test_png_folder_reads_back_pixel_for_pixel_in_sorted_order(tmp_path):
       assert ['five', 'one', 'zero'][ex['label']] == label
 
 
-def test_two_preparations_are_the_same_dataset_in_and_out_of_worker_processes(tmp_path):
+def test_two_preparations_are_the_same_dataset_in_and_out_of_worker_processes(
+    tmp_path, monkeypatch):
   files.digit_folder(tmp_path / 'src', per_class=4, splits=('train',))
   kw = dict(validation=3, seed=1)
   prepare('image_folder', tmp_path / 'src', 'a', tmp_path / 'tfds', workers=1, **kw)
+  monkeypatch.setattr(writer, 'SHARD_BYTES', 200)   # a shard per one or two examples
   prepare('image_folder', tmp_path / 'src', 'b', tmp_path / 'tfds', workers=2, **kw)
+  info = {n: tfds.builder(n, data_dir=str(tmp_path / 'tfds')).info for n in 'ab'}
+  assert info['a'].splits['train'].num_shards == 1 and info['b'].splits['train'].num_shards > 4
+  assert info['a'].disable_shuffling and info['b'].disable_shuffling
   for split in ('train', 'validation'):
     a, b = read('a', tmp_path / 'tfds', split), read('b', tmp_path / 'tfds', split)
     assert [x['file_name'] for x in a] == [x['file_name'] for x in b]
@@ -83,6 +88,19 @@ def test_photographs_of_several_sizes_and_a_grey_one_are_fitted_as_pillow_fits_t
       want = np.asarray(pil.resize((w, h), Image.BILINEAR))
     top, left = (h - 8) // 2, (w - 8) // 2
     np.testing.assert_array_equal(ex['image'], want[top:top + 8, left:left + 8])
+
+
+def test_stretched_to_grey_as_pillow_and_rec601_luma_make_them(tmp_path):
+  crops = files.photo_crops([(20, 14), (11, 17)])
+  for i, crop in enumerate(crops):
+    files.save(crop, str(tmp_path / 'src' / f'{i}.png'))
+  prepare('image_folder', tmp_path / 'src', 'grey', tmp_path / 'tfds', image_size=8,
+          resize='stretch', channels=1)
+  for ex in read('grey', tmp_path / 'tfds', 'train'):
+    with Image.open(tmp_path / 'src' / ex['file_name'].decode()) as pil:
+      rgb = np.asarray(pil.resize((8, 8), Image.BILINEAR), np.float32)
+    luma = np.round(rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(ex['image'][..., 0], luma)
 
 
 def test_a_jpeg_folder_keeps_pillows_decoding_and_mixed_sizes_are_refused(tmp_path):

@@ -3,6 +3,7 @@ a kill -9 leaves no dataset that reads as complete, and stages train on what it 
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -49,6 +50,12 @@ def sources(tmp_path_factory):
   (root / 'empty' / 'b' / 'readme.txt').write_text('no images here')
   with tarfile.open(root / 'wrong.tar.gz', 'w:gz') as tar:
     tar.add(root / 'digits' / 'train' / 'one' / '00.png', 'cifar-10-batches-py/data_batch_1')
+  grey = root / 'grey_cifar' / 'cifar-10-batches-py'   # the CIFAR layout, 32x32 grey rows
+  grey.mkdir(parents=True)
+  for name in [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']:
+    (grey / name).write_bytes(pickle.dumps({b'data': np.zeros((2, 1024), np.uint8),
+                                            b'labels': [0, 1]}))
+  (grey / 'batches.meta').write_bytes(pickle.dumps({b'label_names': [b'a', b'b']}))
   (root / 'idx').mkdir()
   images, labels = files.digits(2)
   for stem in ('train', 't10k'):
@@ -68,6 +75,7 @@ BAD = [
     ('image_folder', 'empty', 'x', 'class folder .*empty/b holds no images'),
     ('image_folder', 'mixed', 'x', 'a/2.png is 7x9x3, the first image a/0.png is 9x9x3'),
     ('cifar10', 'wrong.tar.gz', '', 'no cifar-10-batches-py/batches.meta'),
+    ('cifar10', 'grey_cifar', '', r'data_batch_1: b"data" is not an \(N, 3072\) uint8 array'),
     ('mnist', 'idx', '', r'train-images-idx3-ubyte: magic number 2049, expected 2051'),
     ('csv', 'missing.csv', 'x', r'missing.csv line 3: .*not/there.png does not exist'),
     ('csv', 'columns.csv', 'x', 'needs a header with a path column'),
@@ -92,7 +100,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(sources, fmt, path, nam
 
 
 def test_kill_9_leaves_no_complete_dataset_and_the_rerun_finishes(tmp_path):
-  images, _ = files.digits(120)
+  images, _ = files.digits(400)
   for i, image in enumerate(images):
     files.save(np.kron(image, np.ones((4, 4), np.uint8)), str(tmp_path / 'src' / f'{i:03d}.png'))
   data_dir = tmp_path / 'tfds'
@@ -100,27 +108,33 @@ def test_kill_9_leaves_no_complete_dataset_and_the_rerun_finishes(tmp_path):
           f'--config.path={tmp_path / "src"}', '--config.name=killed',
           f'--config.data_dir={data_dir}', '--config.workers=2']
   env = {**os.environ, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu'}
-  proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  started = lambda: os.path.isdir(data_dir) and any(
-      n.startswith('.killed.incomplete') for n in os.listdir(data_dir))
-  deadline = time.time() + 120
-  while time.time() < deadline and proc.poll() is None and not started():
-    time.sleep(0.01)
-  os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
-  complete = (data_dir / 'killed' / '1.0.0' / 'dataset_info.json').exists()
-  if not complete:   # killed while writing: nothing reads as a dataset
-    with pytest.raises(Exception):
+
+  def scratch():
+    return [os.path.join(data_dir, n) for n in (os.listdir(data_dir) if data_dir.is_dir() else ())
+            if n.startswith('.killed.incomplete')]
+
+  def writing():   # a shard of examples is being written
+    return any('.part' in n for d in scratch() for _, _, names in os.walk(d) for n in names)
+
+  for moment in (scratch, writing):   # killed twice: before writing, then while writing
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not moment():
+      time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, f'{moment.__name__}: ended before the kill'
+    assert not (data_dir / 'killed').exists(), moment.__name__
+    with pytest.raises(Exception):   # nothing reads as a dataset
       tfds.data_source('killed', split='train', data_dir=str(data_dir))
   rerun = run_stage('prepare', *args[3:])   # the same command
-  assert rerun.returncode == (2 if complete else 0), rerun.stderr
+  assert rerun.returncode == 0, rerun.stderr
   assert sorted(os.listdir(data_dir)) == ['killed']   # the stale temporary directory is gone
   source = tfds.data_source('killed', split='train', data_dir=str(data_dir))
   assert [source[i]['file_name'].decode() for i in range(len(source))] == [
-      f'{i:03d}.png' for i in range(120)]
-  np.testing.assert_array_equal(source[119]['image'][..., 0],
-                                np.kron(images[119], np.ones((4, 4), np.uint8)))
+      f'{i:03d}.png' for i in range(400)]
+  np.testing.assert_array_equal(source[399]['image'][..., 0],
+                                np.kron(images[399], np.ones((4, 4), np.uint8)))
 
 
 def test_a_stage_trains_on_a_prepared_folder(sources, tmp_path):

@@ -5,6 +5,7 @@ form of medical and remote-sensing datasets. Without `split` every row is `train
 
 import csv
 import io
+import os
 
 import numpy as np
 from etils import epath
@@ -36,14 +37,16 @@ def read(path):
   if not file.is_file():
     raise PrepareError(f'{path}: no such CSV file')
   rows, columns = _rows(file)
+  folder = os.fspath(file.parent)
+  local = '://' not in folder   # os.path: no path object per row (100,000 rows would notice)
   for line, row in enumerate(rows, start=2):
     for column in ('path',) + tuple(c for c in ('label', 'split') if c in columns):
       if not row.get(column):
         raise PrepareError(f'{file} line {line}: empty {column}')
     if row.get('split', 'train') not in SPLITS:
       raise PrepareError(f'{file} line {line}: split {row["split"]!r} is not one of {SPLITS}')
-    image = file.parent / row['path']
-    if not image.is_file():
+    image = os.path.join(folder, row['path'])
+    if not (os.path.isfile(image) if local else epath.Path(image).is_file()):
       raise PrepareError(f'{file} line {line}: {image} does not exist')
   names, labels = (label_names_of([r['label'] for r in rows]) if 'label' in columns
                    else (None, None))
@@ -54,7 +57,7 @@ def read(path):
       continue
     files = [rows[i]['path'] for i in idx]
     splits[split] = Split(
-        size=len(idx), items=lambda pos, files=files: (str(file.parent / files[i]) for i in pos),
+        size=len(idx), items=lambda pos, files=files: (os.path.join(folder, files[i]) for i in pos),
         names=lambda i, files=files: files[i],
         labels=None if labels is None else labels[np.asarray(idx)])
   return Source(splits=splits, label_names=names, file_names=True)

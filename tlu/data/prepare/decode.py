@@ -22,8 +22,8 @@ PNG_COMPRESS_LEVEL = 1   # lossless at any level; 1 is the fastest of zlib's lev
 RESIZE = ('crop', 'stretch')
 
 
-def _as_array(image):
-  """A decoded PIL image -> (H, W, 1 | 3) uint8: palettes, alpha, CMYK, 16-bit made L or RGB."""
+def _as_pil(image):
+  """A decoded PIL image made L or RGB: palettes, alpha, CMYK, 16-bit converted."""
   mode = image.mode
   if mode == 'P' and 'transparency' in image.info:
     image = image.convert('RGBA')
@@ -31,66 +31,74 @@ def _as_array(image):
   if mode not in ('L', 'RGB'):
     image = image.convert('L' if mode in ('1', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'F')
                           else 'RGB')
-  array = np.asarray(image, dtype=np.uint8)
-  return array[..., None] if array.ndim == 2 else array
+  return image
 
 
-def fit(array, image_size, resize, channels):
-  """(H, W, C) uint8 -> the stored (H', W', C') uint8.
+def fit(image, image_size, resize, channels):
+  """A PIL image (L | RGB) -> the stored PIL image (L | RGB); `image` itself if unchanged.
 
   image_size > 0 with resize 'crop': the shorter side to image_size (bilinear), then a
-  centre crop (`tlu.data.preprocess.fit_image`); 'stretch': both sides to image_size.
-  channels 1 | 3 converts (Rec.601 luma, or grey repeated); 0 keeps.
+  centre crop, the arithmetic of `tlu.data.preprocess.fit_image` done on the PIL image (no
+  array round trip: a fifth of the time per image); 'stretch': both sides to image_size.
+  channels 1 | 3 converts as `fit_image` does (Rec.601 luma, or grey repeated); 0 keeps.
   """
-  if array.ndim == 2:
-    array = array[..., None]
-  if image_size and resize == 'stretch' and array.shape[:2] != (image_size, image_size):
-    pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    array = np.asarray(pil.resize((image_size, image_size), Image.BILINEAR))
-    array = array[..., None] if array.ndim == 2 else array
-    image_size = 0
-  return preprocess.fit_image(array, image_size, channels)
+  w, h = image.size
+  if image_size and (w, h) != (image_size, image_size):
+    if resize == 'stretch':
+      image = image.resize((image_size, image_size), Image.BILINEAR)
+    else:
+      scale = image_size / min(h, w)
+      nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
+      top, left = (nh - image_size) // 2, (nw - image_size) // 2
+      image = image.resize((nw, nh), Image.BILINEAR).crop(
+          (left, top, left + image_size, top + image_size))
+  if channels and channels != (1 if image.mode == 'L' else 3):
+    array = preprocess.fit_image(np.asarray(image), 0, channels)
+    image = Image.fromarray(array[..., 0] if channels == 1 else array)
+  return image
 
 
-def encode(array, encoding):
-  """(H, W, C) uint8 -> PNG (lossless) or JPEG (quality 95) bytes."""
-  pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+def encode(image, encoding):
+  """A PIL image -> PNG (lossless) or JPEG (quality 95) bytes."""
   out = io.BytesIO()
   if encoding == 'png':
-    pil.save(out, format='PNG', compress_level=PNG_COMPRESS_LEVEL)
+    image.save(out, format='PNG', compress_level=PNG_COMPRESS_LEVEL)
   else:
-    pil.save(out, format='JPEG', quality=JPEG_QUALITY)
+    image.save(out, format='JPEG', quality=JPEG_QUALITY)
   return out.getvalue()
 
 
 def process(item, what, image_size, resize, channels, encoding):
-  """One item -> (stored bytes, stored shape, None), or (None, None, error message).
+  """One item -> (stored bytes, stored (H, W, C), None), or (None, None, error message).
 
   item: a file path (read and decoded here) or an (H, W[, C]) uint8 array. what: the
   item's name in messages. A file that is already stored as wanted (a PNG or JPEG of
   the stored encoding, L or RGB, of the stored size and channels) is kept byte for byte.
   """
-  data = None
+  data, kept = None, False
   try:
     if isinstance(item, np.ndarray):
       array = item if item.ndim == 3 else item[..., None]
       if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] not in (1, 3):
         return None, None, f'{what}: images must be uint8 (H, W[, 1 | 3]), got {array.dtype} ' \
                            f'{array.shape}'
+      image = Image.fromarray(np.ascontiguousarray(array[..., 0] if array.shape[-1] == 1
+                                                   else array))
     else:
       data = epath.Path(item).read_bytes()
-      with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        kept = image.format == ENCODINGS[encoding] and image.mode in ('L', 'RGB')
-        array = _as_array(image)
+      decoded = Image.open(io.BytesIO(data))
+      decoded.load()
+      kept = decoded.format == ENCODINGS[encoding] and decoded.mode in ('L', 'RGB')
+      image = _as_pil(decoded)
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     if data is None and not isinstance(item, np.ndarray):
       raise   # the file could not be read at all (a disk error): not the file's fault
     return None, None, f'{item}: not a readable image ({type(e).__name__}: {e})'
-  fitted = fit(array, image_size, resize, channels)
-  if data is not None and kept and fitted is array:
-    return data, array.shape, None
-  return encode(np.ascontiguousarray(fitted), encoding), fitted.shape, None
+  fitted = fit(image, image_size, resize, channels)
+  shape = (fitted.size[1], fitted.size[0], 1 if fitted.mode == 'L' else 3)
+  if kept and fitted is image:
+    return data, shape, None
+  return encode(fitted, encoding), shape, None
 
 
 def process_chunk(chunk, options):

@@ -26,7 +26,8 @@ class Split:
   size: N. items(positions): the raw items at the sorted `positions` (an int array into
   0..N-1), in that order; an item is a file path (str) or an (H, W[, C]) uint8 array.
   names(i): the name of item i in messages; stored as the `file_name` feature when the
-  source is files (the path relative to the source). labels: (N,) int64 or None. extras: {feature: (N,) array}.
+  source is files (the path relative to the source). labels: (N,) int64 or None.
+  extras: {feature: (N,) array}.
   """
   size: int
   items: Callable[[np.ndarray], Iterator]

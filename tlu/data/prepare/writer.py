@@ -8,9 +8,12 @@ temporary directory, which the next preparation of the same name removes. Nothin
 as a dataset: TFDS finds datasets at `<data_dir>/<name>/<version>`. Renames are atomic on a
 local disk (not on gs://; docs/tpu.md).
 
-Examples are written in the sorted source order (`disable_shuffling=True`: no shuffle
-buffer, deterministic). Images go through worker processes in chunks, at most `WINDOW`
-chunks in flight, so memory does not grow with the dataset.
+Examples are written in the sorted source order (`disable_shuffling=True`), streamed
+straight into array_record shards of at most `SHARD_BYTES` (`write_split`): TFDS's own
+generator path (tfds.core.writer.Writer) keeps every serialized example in memory up to
+1 GiB and then sorts them, which a dataset larger than memory cannot afford. Images go
+through worker processes in chunks, at most `WINDOW` chunks in flight, so memory does not
+grow with the dataset.
 """
 
 import errno
@@ -19,6 +22,7 @@ import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
+from array_record.python import array_record_module
 from etils import epath
 from tensorflow_datasets.core import registered
 
@@ -28,6 +32,7 @@ from tlu.data.prepare.layout import PrepareError
 VERSION = '1.0.0'
 CHUNK = 32      # items per round trip to a worker
 WINDOW = 8      # chunks in flight per worker
+SHARD_BYTES = 512 << 20   # serialized examples per array_record shard (TFDS: 64 MiB - 1 GiB)
 
 
 def catalog_class(name):
@@ -77,11 +82,17 @@ def _builder_class(name, version, features, generators, description):
             disable_shuffling=True)
 
       def _split_generators(self, dl_manager):
-        del dl_manager
-        return {split: generate() for split, generate in generators.items()}
+        raise NotImplementedError   # _download_and_prepare writes the splits itself
 
       def _generate_examples(self, *args):
         raise NotImplementedError
+
+      def _download_and_prepare(self, dl_manager, download_config):
+        del dl_manager, download_config
+        self.info.set_splits(tfds.core.SplitDict([
+            write_split(self.info.features, generate(),
+                        self._get_filename_template(split_name=split))
+            for split, generate in generators.items()]))
 
       def _log_download_bytes(self):   # TFDS prints the temporary directory: the caller
         pass                           # reports the final one
@@ -91,6 +102,35 @@ def _builder_class(name, version, features, generators, description):
 
   Prepared.name = name
   return Prepared
+
+
+def write_split(features, examples, template):
+  """Streams (key, example) in order into array_record shards; returns the SplitInfo.
+
+  A shard is closed once it holds SHARD_BYTES of serialized examples; shards are written
+  under temporary names and renamed `<name>-<split>.array_record-0000k-of-0000n` at the end,
+  when n is known. Only the example being written is held in memory.
+  """
+  lengths, sizes, parts, writer = [], [], [], None
+  for _, example in examples:
+    if writer is None or sizes[-1] >= SHARD_BYTES:
+      if writer is not None:
+        writer.close()
+      parts.append(epath.Path(f'{template.filepath_prefix()}.part{len(parts)}'))
+      writer = array_record_module.ArrayRecordWriter(os.fspath(parts[-1]), 'group_size:1')
+      lengths.append(0)
+      sizes.append(0)
+    serialized = features.serialize_example(example)
+    writer.write(serialized)
+    lengths[-1] += 1
+    sizes[-1] += len(serialized)
+  if writer is None:
+    raise PrepareError(f'split {template.split} is empty')
+  writer.close()
+  for k, part in enumerate(parts):
+    part.rename(template.sharded_filepath(shard_index=k, num_shards=len(parts)))
+  return tfds.core.SplitInfo(name=template.split, shard_lengths=lengths, num_bytes=sum(sizes),
+                             filename_template=template)
 
 
 def _examples(source, split_name, options, pool, first, progress):
