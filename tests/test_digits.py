@@ -73,8 +73,9 @@ def test_textures_differ_per_image():
   assert not np.array_equal(tex[0], tex[1])
 
 
-def test_unprepared_catalog_dataset_names_the_build_command(tmp_path):
-  with pytest.raises(sources.DatasetError, match='tfds build mnist .*--file_format=array_record'):
+def test_unprepared_catalog_dataset_names_the_build_and_the_prepare_command(tmp_path):
+  with pytest.raises(sources.DatasetError, match='tfds build mnist .*--file_format=array_record'
+                     '.*experiments.prepare --config=configs/prepare.py:mnist '):
     sources.open_source('mnist', 'train', str(tmp_path))
 
 

@@ -37,6 +37,11 @@ def _builder(name, data_dir):
     raise DatasetError(f'unknown dataset {name!r}: {first}') from None
 
 
+# Catalog datasets whose original files `experiments.prepare` reads (README, Datasets).
+PREPARE_FORMATS = {'cifar10': 'cifar10', 'cifar100': 'cifar100', 'mnist': 'mnist',
+                   'svhn_cropped': 'svhn'}
+
+
 def open_source(name, split, data_dir=None):
   """The TFDS data source of one split (random access, len(), dict examples).
 
@@ -55,10 +60,14 @@ def open_source(name, split, data_dir=None):
       raise DatasetError(f'dataset {name!r} has no split {split!r}; it has '
                          f'{sorted(builder.info.splits)}') from None
     dir_flag = f' --data_dir={data_dir}' if data_dir else ''
+    fmt = PREPARE_FORMATS.get(name.split('/')[0])
+    own = (f', or without it from the original files: python -m experiments.prepare '
+           f'--config=configs/prepare.py:{fmt} --config.path=<the downloaded files> '
+           f'--config.name={name}{dir_flag.replace("--", "--config.")}' if fmt else '')
     raise DatasetError(
         f'dataset {name!r} is not prepared as array_record in {builder.data_dir_root}; '
         f'prepare it once with: tfds build {name}{dir_flag} --file_format=array_record '
-        '(this one step needs tensorflow; training does not)') from None
+        f'(this one step needs tensorflow; training does not){own}') from None
 
 
 def dataset_info(name, splits, data_dir=None):
