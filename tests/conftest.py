@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -92,3 +93,38 @@ def run_stage(stage, *args, devices=1, timeout=300, check=False):
 def read_jsonl(path):
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def resumed_from(stderr, desc=None):
+  """The steps a stage's log says its runs restored ('<desc>: resuming from the checkpoint of
+  step N', tlu.train.session), in order; only the run named `desc` when given."""
+  name = re.escape(desc) if desc else r'[^\n]*?'
+  return [int(n) for n in re.findall(rf'(?m)^{name}: resuming from the checkpoint of step (\d+)$',
+                                     stderr)]
+
+
+def assert_resumed(stderr, rows_before, metrics_path, last_step, desc=None):
+  """The run that printed `stderr` restored a checkpoint and ran only the steps after it.
+
+  Its log names the restored step N (once); metrics.jsonl's rows up to N are the ones the
+  earlier process wrote (their measured steps_per_sec included, which a recomputation of
+  those steps would rewrite), and every train step 1..last_step is logged exactly once
+  (log_every=1: a step run again would be logged again). Returns N.
+  """
+  steps = resumed_from(stderr, desc)
+  assert len(steps) == 1 and 0 <= steps[0] < last_step, (steps, stderr[-2000:])
+  step = steps[0]
+  rows = read_jsonl(metrics_path)
+  assert [r for r in rows if r['step'] <= step] == [r for r in rows_before if r['step'] <= step]
+  assert [r['step'] for r in rows if r['split'] == 'train'] == list(range(1, last_step + 1))
+  return step
+
+
+def saved_on_devices(workdir):
+  """The device ids of the mesh the arrays of a run's latest checkpoint were saved from
+  (orbax's `_sharding` record, written by the process that ran), as a set of tuples."""
+  ckpt = os.path.join(workdir, 'checkpoints')
+  latest = max(int(s) for s in os.listdir(ckpt) if s.isdigit())
+  with open(os.path.join(ckpt, str(latest), 'state', '_sharding')) as f:
+    shardings = [json.loads(v) for v in json.load(f).values()]
+  return {tuple(d['id'] for d in s['device_mesh']['mesh']) for s in shardings}

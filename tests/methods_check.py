@@ -5,12 +5,18 @@
 With `i n`, only every n-th method starting at the i-th (shards run side by side: XLA
 compiles on one core).
 
-Prints one JSON line {method: {'resume_max_diff', 'devices_max_diff', 'losses'}}: the
+Prints one JSON line {method: {'resume_max_diff', 'devices_max_diff', 'losses', ...}}: the
 largest difference (absolute, relative for large values) between the final train state of a straight 4-step run and
-(a) a run stopped after 2 steps and resumed from its checkpoint,
-(b) the same run on an 8-device mesh (every method, or those named after the shard).
+(a) a run stopped after its first step and resumed from its checkpoint,
+(b) the same run on an 8-device mesh (every method, or those named after the shard);
+whether the trees have the same structure and leaf count ('resume_same_tree',
+'devices_same_tree'); the step the stopped run saved ('stopped_at'), the steps the resumed
+run logged ('resumed_steps': the steps it ran) and its log line naming the step it restored
+('resume_log'); the device counts of the process and of the 8-device mesh.
 """
 
+import contextlib
+import io
 import json
 import sys
 
@@ -54,19 +60,36 @@ def splits():
 
 
 def final(trainer, cfg, workdir, data, should_stop=lambda: False):
-  losses = []
-  state, _, stopped = trainer.run(cfg, workdir, data, should_stop=should_stop,
-                                  on_log=lambda step, m: losses.append(m['loss']))
-  leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(jax.device_get(
-      (state.params, state.batch_stats, state.extra, state.opt_state)))]
-  return leaves, losses, stopped
+  """One run -> {'tree', 'losses', 'steps' (those it logged, i.e. ran: log_every=1), 'step',
+  'stopped', 'stderr' (what the run printed there, e.g. the step it resumed from)}."""
+  logged, err = [], io.StringIO()
+  try:
+    with contextlib.redirect_stderr(err):
+      state, _, stopped = trainer.run(cfg, workdir, data, should_stop=should_stop,
+                                      on_log=lambda step, m: logged.append((step, m['loss'])))
+  finally:
+    sys.stderr.write(err.getvalue())
+  tree = jax.device_get((state.params, state.batch_stats, state.extra, state.opt_state))
+  return {'tree': tree, 'losses': [l for _, l in logged], 'steps': [s for s, _ in logged],
+          'step': int(jax.device_get(state.step)), 'stopped': stopped, 'stderr': err.getvalue()}
+
+
+def same_tree(a, b):
+  """Same structure (every subtree, every container kind) and the same number of leaves."""
+  return (jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+          and len(jax.tree.leaves(a)) == len(jax.tree.leaves(b)))
 
 
 def max_diff(a, b):
   """The largest |x - y| / (1 + |x|) over all leaves: absolute for small values, relative for
-  large ones (running variances of unnormalised layers reach 1e10)."""
+  large ones (running variances of unnormalised layers reach 1e10). inf for trees of
+  different structure: a missing subtree is a difference, not a skipped leaf."""
+  if not same_tree(a, b):
+    return float('inf')
+  pairs = [(np.asarray(x, np.float64), np.asarray(y, np.float64))
+           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
   return max(float(np.max(np.abs(x - y) / (1 + np.abs(x)))) if x.size else 0.0
-             for x, y in zip(a, b))
+             for x, y in pairs)
 
 
 def main(tmp, shard=0, shards=1, sharded='all'):
@@ -75,16 +98,22 @@ def main(tmp, shard=0, shards=1, sharded='all'):
   one, eight = mesh_lib.make_mesh(jax.devices()[:1]), mesh_lib.make_mesh(jax.devices())
   for name in methods.names()[shard::shards]:
     cfg, trainer = config(name), task.Trainer(one)   # one compile per mesh and method
-    straight, losses, _ = final(trainer, cfg, f'{tmp}/{name}/straight', data)
+    straight = final(trainer, cfg, f'{tmp}/{name}/straight', data)
     calls = iter(range(10**6))
-    _, _, stopped = final(trainer, cfg, f'{tmp}/{name}/resumed', data,
-                          should_stop=lambda: next(calls) >= 1)
-    resumed, _, _ = final(trainer, cfg, f'{tmp}/{name}/resumed', data)
-    out[name] = {'stopped': stopped, 'resume_max_diff': max_diff(straight, resumed),
-                 'losses': losses, 'devices': len(jax.devices())}
+    stopped = final(trainer, cfg, f'{tmp}/{name}/resumed', data,
+                    should_stop=lambda: next(calls) >= 1)
+    resumed = final(trainer, cfg, f'{tmp}/{name}/resumed', data)
+    out[name] = {'stopped': stopped['stopped'], 'stopped_at': stopped['step'],
+                 'resumed_steps': resumed['steps'], 'resume_log': resumed['stderr'],
+                 'straight_steps': straight['steps'], 'final_step': resumed['step'],
+                 'resume_same_tree': same_tree(straight['tree'], resumed['tree']),
+                 'resume_max_diff': max_diff(straight['tree'], resumed['tree']),
+                 'losses': straight['losses'], 'devices': len(jax.devices())}
     if sharded == 'all' or name in sharded.split(','):
-      on8, losses8, _ = final(task.Trainer(eight), cfg, f'{tmp}/{name}/eight', data)
-      out[name].update(devices_max_diff=max_diff(straight, on8), losses_8=losses8)
+      on8 = final(task.Trainer(eight), cfg, f'{tmp}/{name}/eight', data)
+      out[name].update(devices_max_diff=max_diff(straight['tree'], on8['tree']),
+                       devices_same_tree=same_tree(straight['tree'], on8['tree']),
+                       mesh_devices=eight.size, losses_8=on8['losses'])
   print(json.dumps(out))
 
 

@@ -3,18 +3,27 @@
 Started once per pytest process (`conftest.run_stage`). It imports what every stage
 imports (jax, flax, optax, orbax, grain, tfds, tlu, `experiments.common`) and never
 initialises a jax backend; each request forks a child that sets its own XLA_FLAGS
-(device count, optimisation level), redirects stdin/stdout/stderr, and runs the stage
-module as `__main__` with the request's argv, exactly as the interpreter would after
-`python -m`, then exits with the stage's exit status. The imports (about 2.3 s of CPU
-per stage) are paid once instead of once per command line.
+(device count, optimisation level), redirects stdin/stdout/stderr, reseeds the global
+random generators (`random`, numpy's) from the OS as a fresh interpreter does, and runs
+the stage module as `__main__` with the request's argv, exactly as the interpreter would
+after `python -m`; the child then leaves through the interpreter's own shutdown (atexit
+handlers, garbage collection, thread joins), so what a real process prints at exit
+("Exception ignored in ...", asyncio's "exception was never retrieved") lands in the
+captured stderr and a hang at exit is a timeout. The imports (about 2.3 s of CPU per
+stage) are paid once instead of once per command line.
+
+What a fork cannot renew: the hash seed (PYTHONHASHSEED is read at start-up). Every child
+of one server shares the server's, itself random per pytest process as a fresh
+interpreter's is; a check of hash-order independence across two command lines needs
+TLU_TEST_FORK=0 (each in its own interpreter), which CI also runs.
 
 Protocol: one JSON object per line on stdin, {"stage", "args", "xla_flags", "timeout"};
 one per line on stdout, {"returncode", "stdout", "stderr", "timed_out"}.
 """
 
-import atexit
 import json
 import os
+import random
 import runpy
 import signal
 import sys
@@ -33,6 +42,8 @@ def _child(request, out_fd, err_fd):
   os.dup2(out_fd, 1)
   os.dup2(err_fd, 2)
   os.environ['XLA_FLAGS'] = request['xla_flags']
+  random.seed()                  # from os.urandom, as at interpreter start
+  sys.modules['numpy'].random.seed()   # numpy's legacy global generator: likewise
   module = f"experiments.{request['stage']}"
   sys.argv = [module, *request['args']]
   code = 0
@@ -45,12 +56,11 @@ def _child(request, out_fd, err_fd):
   except BaseException:  # pylint: disable=broad-except
     traceback.print_exc()
     code = 1
-  try:
-    atexit._run_exitfuncs()  # pylint: disable=protected-access
-  finally:
-    sys.stdout.flush()
-    sys.stderr.flush()
   return code
+
+
+class _ChildExit(SystemExit):
+  """Raised in the child to leave the server's loop and shut the interpreter down."""
 
 
 def _run(request):
@@ -62,8 +72,9 @@ def _run(request):
       code = 1
       try:
         code = _child(request, out.fileno(), err.fileno())
-      finally:
-        os._exit(code)  # pylint: disable=protected-access
+      except BaseException:  # pylint: disable=broad-except
+        os._exit(1)  # pylint: disable=protected-access  (the child never runs the server loop)
+      raise _ChildExit(code)   # up through main(): the interpreter's own exit, as `python -m`
     deadline, timed_out = time.monotonic() + request['timeout'], False
     while True:
       done, status = os.waitpid(pid, os.WNOHANG)

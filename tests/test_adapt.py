@@ -1,7 +1,9 @@
 """Domain adaptation: gradient reversal, DANN's schedule and loss, SHOT's loss, labels and frozen head."""
 
+import hashlib
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -199,8 +201,9 @@ def test_shot_steps_leave_the_frozen_head_bit_for_bit_and_train_the_backbone():
 
 TINY = ('--config.seeds=(0,)', '--config.eval_batch_size=120',
         '--config.source_task.model.features=32', '--config.target_oracle.model.features=32',
-        '--config.source_task.steps=4', '--config.source_task.batch_size=16',
-        '--config.source_task.eval_every=0', '--config.source_task.checkpoint_every=4',
+        '--config.source_task.steps=20', '--config.source_task.batch_size=16',
+        '--config.source_task.log_every=5',
+        '--config.source_task.eval_every=0', '--config.source_task.checkpoint_every=20',
         '--config.source_task.eval_batch_size=120',
         '--config.dann.steps=3', '--config.dann.batch_size=8',
         '--config.shot.epochs=2', '--config.shot.steps_per_epoch=2', '--config.shot.batch_size=8',
@@ -209,14 +212,24 @@ TINY = ('--config.seeds=(0,)', '--config.eval_batch_size=120',
         '--config.target_oracle.eval_batch_size=120')
 
 
+def _listing(root):
+  """{relative path: md5} of every file under root."""
+  out = {}
+  for base, _, files in os.walk(root):
+    for f in files:
+      with open(os.path.join(base, f), 'rb') as fh:
+        out[os.path.relpath(os.path.join(base, f), root)] = hashlib.md5(fh.read()).hexdigest()
+  return out
+
+
 def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
   work = tmp_path / 'adapt'
   data = (f'--config.source_task.dataset.data_dir={data_dir}',
           f'--config.target.data_dir={data_dir}')
   # The test split stands in for a labelled target validation split here, so the two
   # accuracies of every evaluation must be equal.
-  run_stage('adapt', f'--workdir={work}', *data, *TINY, '--config.target_validation_split=test',
-            check=True)
+  command = (f'--workdir={work}', *data, *TINY, '--config.target_validation_split=test')
+  run_stage('adapt', *command, check=True)
   summary = json.load(open(work / 'summary.json'))
   report = (work / 'report.md').read_text()
   assert 'target_test_accuracy' not in summary  # only when a single method runs
@@ -226,6 +239,12 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
     assert summary[f'{method}/target_test_accuracy'] == cell['target_test_accuracy']
     assert f'| {method} |' in report
   assert (work / 'source' / 'seed0' / 'checkpoints').is_dir()
+  # The source model learned: its logged loss falls and its (source) test accuracy is 0.25
+  # above chance (0.1) after 20 steps.
+  source_rows = read_jsonl(work / 'source' / 'seed0' / 'metrics.jsonl')
+  source_loss = [r['loss'] for r in source_rows if r['split'] == 'train']
+  assert len(source_loss) == 4 and source_loss[-1] < 0.7 * source_loss[0], source_loss
+  assert json.load(open(work / 'source' / 'seed0' / 'summary.json'))['test_accuracy'] > 0.1 + 0.25
   rows = read_jsonl(work / 'shot' / 'seed0' / 'metrics.jsonl')
   assert {'im_loss', 'pseudo_ce', 'entropy', 'diversity'} <= set(
       next(r for r in rows if r['split'] == 'train'))
@@ -251,6 +270,14 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
     if high > low:
       expected = (summary[f'{method}/target_test_accuracy'] - low) / (high - low)
       assert summary[f'{method}/gap_closed'] == pytest.approx(expected)
+  # The same command again reads every finished cell back: no step runs, no file of any
+  # run (source or cell: metrics.jsonl, checkpoints, summaries) changes.
+  runs = ('source', 'source_only', 'dann', 'shot', 'target_oracle')
+  before = {r: _listing(work / r) for r in runs}
+  again = run_stage('adapt', *command, check=True)
+  assert 'resuming' not in again.stderr and 'training the source' not in again.stdout
+  assert {r: _listing(work / r) for r in runs} == before
+  assert json.load(open(work / 'summary.json')) == summary
 
 
 def test_source_runs_are_per_seed_or_given():

@@ -139,3 +139,110 @@ def test_config_mapping_overrides_a_preset_and_rejects_unknown_keys():
     augment_lib.resolve_config({'blur_probability': 0.5})
   with pytest.raises(ValueError, match='simclr_cifer'):
     augment_lib.make_augment('simclr_cifer')
+
+
+# ----------------------------------------------------------------------------- ops vs numpy / PIL
+
+
+def test_brightness_and_contrast_jitter_are_torchvisions_formulas_at_the_drawn_factor():
+  x = np.random.default_rng(1).uniform(0.1, 0.6, (6, 5, 3)).astype(np.float32)
+  means = x.mean(axis=(0, 1))
+  jitter = jax.jit(lambda k, img, b, c: augment_lib.color_jitter(k, img, b, c, 0.0, 0.0,
+                                                                 random_order=False),
+                   static_argnums=(2, 3))
+  factors = []
+  for seed in range(24):
+    out = np.asarray(jitter(jax.random.key(seed), x, 0.4, 0.0), np.float64)
+    f = out[0, 0, 0] / x[0, 0, 0]              # the factor this key drew
+    np.testing.assert_allclose(out, np.clip(x * f, 0, 1), rtol=1e-5, atol=1e-6)
+    factors.append(f)
+    out = np.asarray(jitter(jax.random.key(seed), x, 0.0, 0.5), np.float64)
+    i = np.unravel_index(np.argmax(np.abs(x - means)), x.shape)
+    f = (out[i] - means[i[2]]) / (x[i] - means[i[2]])   # blend with each channel's mean
+    np.testing.assert_allclose(out, np.clip((x - means) * f + means, 0, 1), rtol=1e-4,
+                               atol=1e-5)
+    assert 0.5 - 1e-5 <= f <= 1.5 + 1e-5
+  # Brightness factors ~ U(0.6, 1.4): inside the range, spread over it.
+  assert 0.6 - 1e-5 <= min(factors) < 0.75 and 1.25 < max(factors) <= 1.4 + 1e-5
+  assert abs(np.mean(factors) - 1.0) < 0.1
+
+
+def _blur_by_definition(image, sigma, kernel_size):
+  """Direct 2-D Gaussian weighting over the in-image part of the k x k window, renormalised
+  (numpy, one output pixel at a time)."""
+  r = kernel_size // 2
+  g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+  h, w, _ = image.shape
+  out = np.zeros_like(image, dtype=np.float64)
+  for i in range(h):
+    for j in range(w):
+      rows, cols = np.arange(i - r, i + r + 1), np.arange(j - r, j + r + 1)
+      wr, wc = g[(rows >= 0) & (rows < h)], g[(cols >= 0) & (cols < w)]
+      patch = image[rows[(rows >= 0) & (rows < h)]][:, cols[(cols >= 0) & (cols < w)]]
+      weights = np.outer(wr, wc)[..., None]
+      out[i, j] = (weights * patch).sum((0, 1)) / weights.sum()
+  return out
+
+
+@pytest.mark.parametrize('sigma', [0.6, 1.5])
+def test_gaussian_blur_is_the_renormalised_gaussian_window(sigma):
+  x = np.random.default_rng(2).uniform(size=(9, 7, 2)).astype(np.float32)
+  # A range of one value: the drawn sigma is that value.
+  got = jax.jit(augment_lib.random_gaussian_blur, static_argnums=(2, 3))(
+      jax.random.key(0), jnp.asarray(x), (sigma, sigma), 5)
+  np.testing.assert_allclose(got, _blur_by_definition(x.astype(np.float64), sigma, 5),
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('box, size', [((1.0, 2.0, 10.0, 8.0), (5, 4)),     # shrink
+                                       ((3.5, 0.25, 6.0, 9.5), (12, 19))])  # enlarge
+def test_resized_crop_matches_pillows_box_resize(box, size):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  x = np.random.default_rng(3).uniform(size=(16, 12)).astype(np.float32)
+  top, left, h, w = box
+  want = np.asarray(Image.fromarray(x, mode='F').resize(
+      (size[1], size[0]), Image.BILINEAR, box=(left, top, left + w, top + h)))
+  got = jax.jit(augment_lib.resized_crop, static_argnums=2)(jnp.asarray(x[..., None]),
+                                                             box, size)[..., 0]
+  np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def _torchvision_boxes(rng, n, height, width, scale, ratio, attempts=10):
+  """(area fraction, aspect) of n boxes drawn by torchvision's RandomResizedCrop.get_params
+  (real-valued sizes, as tlu's), in numpy."""
+  out = []
+  for _ in range(n):
+    for _ in range(attempts):
+      area = height * width * rng.uniform(*scale)
+      aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+      w, h = np.sqrt(area * aspect), np.sqrt(area / aspect)
+      if w <= width and h <= height:
+        break
+    else:
+      w, h = width, height   # square image, ratio range holding 1: the whole image
+    out.append((w * h / (height * width), w / h))
+  return np.array(out)
+
+
+def test_random_resized_crop_draws_boxes_as_torchvision_does():
+  # A ramp image: the crop of a linear function is linear, so each output's interior slope
+  # gives the box's size and its offset the box's position.
+  n, side, scale, ratio = 300, 32, (0.08, 1.0), (3 / 4, 4 / 3)
+  ramp = np.stack(np.meshgrid(np.arange(side), np.arange(side), indexing='ij'), -1)
+  crop = jax.jit(jax.vmap(lambda k: augment_lib.random_resized_crop(
+      k, jnp.asarray(ramp, jnp.float32), scale, ratio)))
+  out = np.asarray(crop(jax.random.split(jax.random.key(0), n)), np.float64)
+  rows, cols = out[:, 8:24, 16, 0], out[:, 16, 8:24, 1]   # away from the edges
+  crop_h = (rows[:, -1] - rows[:, 0]) / 15 * side
+  crop_w = (cols[:, -1] - cols[:, 0]) / 15 * side
+  top = out[:, 8, 16, 0] + 0.5 - 8.5 * crop_h / side
+  left = out[:, 16, 8, 1] + 0.5 - 8.5 * crop_w / side
+  assert np.all((top > -1e-3) & (top + crop_h < side + 1e-3))
+  assert np.all((left > -1e-3) & (left + crop_w < side + 1e-3))
+  area, aspect = crop_w * crop_h / side ** 2, crop_w / crop_h
+  assert np.all((area > scale[0] - 1e-3) & (area < scale[1] + 1e-3))
+  assert np.all((aspect > ratio[0] - 1e-3) & (aspect < ratio[1] + 1e-3))
+  want = _torchvision_boxes(np.random.default_rng(0), 20000, side, side, scale, ratio)
+  for got, ref in ((area, want[:, 0]), (np.log(aspect), np.log(want[:, 1]))):
+    assert abs(got.mean() - ref.mean()) < 4 * ref.std() / np.sqrt(n)
+    assert abs(np.median(got) - np.median(ref)) < 6 * ref.std() / np.sqrt(n)

@@ -37,6 +37,36 @@ def test_accuracy_needs_one_to_one_matching():
   assert clustering.cluster_accuracy(y_true, y_pred) == pytest.approx(4 / 6)
 
 
+def _nmi_by_definition(y, c):
+  """I(Y; C) / ((H(Y) + H(C)) / 2) in nats, from the contingency table (numpy, not the
+  scikit-learn function tlu calls)."""
+  y, c = np.unique(y, return_inverse=True)[1], np.unique(c, return_inverse=True)[1]
+  joint = np.zeros((y.max() + 1, c.max() + 1))
+  np.add.at(joint, (y, c), 1.0)
+  joint /= joint.sum()
+  py, pc = joint.sum(1), joint.sum(0)
+  nz = joint > 0
+  mi = np.sum(joint[nz] * np.log(joint[nz] / np.outer(py, pc)[nz]))
+  entropy = lambda p: -np.sum(p[p > 0] * np.log(p[p > 0]))
+  return mi / ((entropy(py) + entropy(pc)) / 2)
+
+
+def test_nmi_at_intermediate_values_matches_its_definition():
+  # Hand-derived: y = (0, 0, 1, 1), c = (0, 0, 0, 1): H(Y) = ln 2, H(C) = H(3/4, 1/4),
+  # I = H(C) - H(C | Y) = H(C) - (1/2) ln 2.
+  h_c = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
+  hand = (h_c - 0.5 * np.log(2)) / ((np.log(2) + h_c) / 2)
+  assert clustering.nmi([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(hand, rel=1e-12)
+  assert 0.2 < hand < 0.4
+  rng = np.random.default_rng(0)
+  for n, k_true, k_pred in [(50, 3, 3), (200, 5, 8), (97, 10, 4)]:
+    y = rng.integers(0, k_true, n)
+    c = np.where(rng.random(n) < 0.6, y, rng.integers(0, k_pred, n))  # partly informative
+    want = _nmi_by_definition(y, c)
+    assert 0.05 < want < 0.95
+    assert clustering.nmi(y, c) == pytest.approx(want, rel=1e-9)
+
+
 def test_nmi_and_ari_of_uninformative_clustering():
   y = [0, 0, 1, 1, 2, 2]
   m = clustering.clustering_metrics(y, [5] * 6)

@@ -113,15 +113,18 @@ def test_method_loss_teacher_on_global_views_student_on_all():
 
   @jax.jit
   def run(params, target, images, key):
-    (loss, aux), grads = jax.value_and_grad(method.loss_fn, has_aux=True)(
-        params, model_state, {'image': images}, key)
+    # Gradients with respect to the student's parameters and to the method state (the
+    # teacher's parameters and the centre), which must be zero: the teacher is a constant.
+    (loss, aux), (grads, extra_grads) = jax.value_and_grad(
+        lambda p, ex: method.loss_fn(p, {**model_state, 'extra': ex}, {'image': images}, key),
+        argnums=(0, 1), has_aux=True)(params, {**model_state['extra'], 'target': target})
     views = method.augment.views(key, jnp.asarray(images, jnp.float32) / 255)
     apply = lambda v, x: method.model.apply(v, x, heads=heads)['prototypes']
     student = [apply({'params': params}, v) for v in views]
     teacher = [apply(target, v) for v in views[:2]]
-    return loss, aux, grads, student, teacher
+    return loss, aux, (grads, extra_grads), student, teacher
 
-  loss, aux, grads, student, teacher = run(variables['params'], extra['target'], images,
+  loss, aux, (grads, extra_grads), student, teacher = run(variables['params'], extra['target'], images,
                                            jax.random.key(1))
   student = [np.asarray(s, np.float64) for s in student]
   teacher = [np.asarray(t, np.float64) for t in teacher]
@@ -132,6 +135,11 @@ def test_method_loss_teacher_on_global_views_student_on_all():
                              0.9 * center + 0.1 * np.concatenate(teacher).mean(0), rtol=1e-4,
                              atol=1e-6)
   assert set(grads) == {'backbone', 'projector', 'prototypes'}
+  for block, tree in grads.items():
+    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(tree)), block
+  assert jax.tree.leaves(extra_grads['target']['params'])
+  for leaf in jax.tree.leaves((extra_grads['target']['params'], extra_grads['center'])):
+    np.testing.assert_array_equal(leaf, 0.0)   # no gradient to the teacher or the centre
 
 
 def test_two_views_of_a_plain_augmentation():

@@ -48,11 +48,20 @@ def results(tmp_path_factory):
 def test_stop_and_resume_gives_the_uninterrupted_state_bit_for_bit(results, name):
   r = results[name]
   assert r['stopped'] and r['devices'] == 8
+  # The resumed run restored the stopped run's checkpoint and ran only the steps after it
+  # (log_every=1: a logged step is a step run); a run that retrained from step 0 with the
+  # same seed would reach the same state.
+  stop = r['stopped_at']
+  assert 1 <= stop < 4 and r['straight_steps'] == [1, 2, 3, 4]
+  assert f'resuming from the checkpoint of step {stop}' in r['resume_log']
+  assert r['resumed_steps'] == list(range(stop + 1, 5)) and r['final_step'] == 4
+  assert r['resume_same_tree']
   assert r['resume_max_diff'] == 0.0   # params, BatchNorm statistics, method state, optimizer
 
 
 def _agree(r, name):
   assert len(r['losses']) == 4 and np.all(np.isfinite(r['losses'])), name
+  assert r['mesh_devices'] == 8 and r['devices_same_tree'], name
   np.testing.assert_allclose(r['losses_8'], r['losses'], rtol=2e-3, atol=1e-4, err_msg=name)
   assert r['devices_max_diff'] < 1e-3, name
 

@@ -55,13 +55,29 @@ def test_no_example_is_shared_between_splits(arrays):
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), name
 
 
+def _patches_by_recipe(n, split, photos):
+  """The builder's documented recipe, transcribed (not its `backgrounds`): a generator seeded
+  (BACKGROUND_SEED, index of the split); per patch a photograph uniformly, one of its
+  split's tiles uniformly, then a uniform 28x28 position inside that tile."""
+  rng = np.random.default_rng([mnist.BACKGROUND_SEED, SPLITS.index(split)])
+  out = []
+  for _ in range(n):
+    k = int(rng.integers(len(photos)))
+    own = mnist.tiles(photos[k].shape, k)[split]
+    row, col = own[int(rng.integers(len(own)))]
+    y = row * mnist.TILE + int(rng.integers(mnist.TILE - 28 + 1))
+    x = col * mnist.TILE + int(rng.integers(mnist.TILE - 28 + 1))
+    out.append(photos[k][y:y + 28, x:x + 28])
+  return out
+
+
 def test_mnist_m_is_the_absolute_difference_of_a_patch_and_the_same_digit(arrays):
   photos = mnist.photographs()
   all_digits, all_labels = mnist.mnist_uint8()
   for split, idx in mnist.split_indices(all_labels).items():
     # The builder draws patch j for the split's j-th digit in index order; the data
     # source stores examples in TFDS's key-hash order, the same for both datasets.
-    patches = mnist.backgrounds(len(idx), split, photos)
+    patches = _patches_by_recipe(len(idx), split, photos)
     position = {d.tobytes(): j for j, d in enumerate(all_digits[idx])}
     digits = arrays[('tlu_mnist', split)]['image'][..., 0]
     m = arrays[('tlu_mnist_m', split)]

@@ -49,14 +49,23 @@ def test_ema_update_is_m_target_plus_one_minus_m_online():
   np.testing.assert_allclose(out['b']['c'], 2.5)
 
 
+class _TwoViews:
+  """Two known, distinct views of a batch: the images and their negatives (1 - x). A query
+  paired with the key of its own view would give another loss."""
+  num_global = 2
+
+  def views(self, key, images):
+    del key
+    return [images, 1.0 - images]
+
+
 @pytest.fixture(scope='module')
 def method():
   config = ml_collections.ConfigDict(MoCoV3.example_config())
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       MoCoV3.heads(config, 10))
-  identity = lambda key, x: x
   return MoCoV3(config, model, num_steps=10, batch_size=4, epoch_steps=1, num_examples=4,
-                augment=identity)
+                augment=_TwoViews())
 
 
 def test_loss_is_symmetrised_ctr_of_online_queries_and_momentum_keys(method):
@@ -66,20 +75,33 @@ def test_loss_is_symmetrised_ctr_of_online_queries_and_momentum_keys(method):
   extra['target']['params'] = jax.tree.map(lambda x: x * 0.9, extra['target']['params'])
   images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': extra}
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images},
-                                      jax.random.key(1))
-  x = jnp.concatenate([images, images]).astype(jnp.float32) / 255  # identity augmentation
+  batch, key = {'image': images}, jax.random.key(1)
+  # The loss, and its gradients with respect to the online parameters and to the momentum
+  # encoder's (which must be zero: keys are constants of the loss), in one compile.
+  grad = jax.jit(jax.value_and_grad(
+      lambda p, target_params: method.loss_fn(
+          p, {**model_state, 'extra': {'target': {**extra['target'], 'params': target_params}}},
+          batch, key), argnums=(0, 1), has_aux=True))
+  (loss, aux), (grads, target_grads) = grad(variables['params'], extra['target']['params'])
+  x = images.astype(np.float32) / 255
+  x = jnp.asarray(np.concatenate([x, 1.0 - x]))   # the two views, in order
   q = method.model.apply(variables, x, train=True, heads=('projector', 'predictor'),
                          mutable=['batch_stats'])[0]['predictor']
   k = method.model.apply(extra['target'], x, train=True, heads=('projector',),
                          mutable=['batch_stats'])[0]['projector']
   q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
   want = _ctr(q[:4], k[4:], 0.2) + _ctr(q[4:], k[:4], 0.2)
+  unpaired = _ctr(q[:4], k[:4], 0.2) + _ctr(q[4:], k[4:], 0.2)   # each query with its own view
+  assert abs(want - unpaired) > 1e-2 * abs(want), 'the views must tell the pairings apart'
   np.testing.assert_allclose(float(loss), want, rtol=1e-4)
-  # The target's statistics moved (train-mode BN), its params did not: no gradient flows.
-  grads = jax.grad(lambda p: method.loss_fn(p, model_state, {'image': images},
-                                            jax.random.key(1))[0])(variables['params'])
+  # No gradient flows into the momentum encoder (values, leaf by leaf), while every online
+  # block, the predictor included, gets one.
+  for leaf in jax.tree.leaves(target_grads):
+    np.testing.assert_array_equal(leaf, 0.0)
   assert set(grads) == {'backbone', 'projector', 'predictor'}
+  for block, tree in grads.items():
+    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(tree)), block
+  # The target's statistics moved (train-mode BN).
   assert not np.allclose(aux['extra']['target']['batch_stats']['projector']['bn0']['mean'],
                          extra['target']['batch_stats']['projector']['bn0']['mean'])
 

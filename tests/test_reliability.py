@@ -1,7 +1,8 @@
 """Bad values are refused before compute; damaged run directories never cost a good checkpoint.
 
 Every case runs the real command in a subprocess and compares the final train state
-with an uninterrupted run's, bit for bit.
+with an uninterrupted run's, bit for bit; every resume also shows where it resumed from
+and that the steps before it were not run again (conftest.assert_resumed).
 """
 
 import hashlib
@@ -18,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, read_jsonl, run_stage, xla_flags
+from conftest import ROOT, assert_resumed, read_jsonl, resumed_from, run_stage, xla_flags
 
 # Checkpoints at steps 2, 4 and 6 (all kept): the newest, one to fall back to, an oldest.
 SMALL = ('--config.steps=6', '--config.batch_size=16', '--config.eval_batch_size=40',
@@ -35,14 +36,17 @@ def _state(workdir):
   with ocp.CheckpointManager(ckpt, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
     step = m.latest_step()
     state = m.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
-  return step, [np.asarray(x) for x in jax.tree.leaves(state)]
+  return step, state
 
 
 def _assert_same_final_state(a, b):
-  (step_a, leaves_a), (step_b, leaves_b) = _state(a), _state(b)
+  (step_a, state_a), (step_b, state_b) = _state(a), _state(b)
   assert step_a == step_b
+  assert jax.tree_util.tree_structure(state_a) == jax.tree_util.tree_structure(state_b)
+  leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
+  assert len(leaves_a) == len(leaves_b)
   for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def _listing(root):
@@ -185,6 +189,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(
   damaged_files = _listing(run / 'checkpoints' / '6')
   damage(run / 'checkpoints' / '6')
   kept = _listing(run / 'checkpoints' / '6')
+  before = read_jsonl(run / 'metrics.jsonl')
   proc = run_stage('train', *_args(run, data_dir), check=True)
   warnings = [l for l in proc.stderr.splitlines() if l.startswith('warning:')]
   assert len(warnings) == 1 and 'step 6' in warnings[0] and 'resuming from step 4' in warnings[0]
@@ -192,8 +197,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(
   assert _listing(run / 'checkpoints_damaged' / '6') == kept   # set aside, not deleted
   del damaged_files
   _assert_same_final_state(reference, run)
-  steps = [r['step'] for r in read_jsonl(run / 'metrics.jsonl') if r['split'] == 'train']
-  assert steps == list(range(1, 7)), 'each step logged once after the fallback'
+  assert assert_resumed(proc.stderr, before, run / 'metrics.jsonl', 6, 'train') == 4
 
 
 def test_when_no_checkpoint_restores_it_is_one_line_and_nothing_changes(
@@ -212,11 +216,11 @@ def test_a_truncated_last_metrics_line_is_tolerated(tmp_path, reference, data_di
   run = tmp_path / 'run'
   shutil.copytree(reference, run)
   shutil.rmtree(run / 'checkpoints' / '6')
+  before = read_jsonl(run / 'metrics.jsonl')
   with open(run / 'metrics.jsonl', 'a') as f:
     f.write('{"step": 7, "split": "tra')
-  run_stage('train', *_args(run, data_dir), check=True)
-  steps = [r['step'] for r in read_jsonl(run / 'metrics.jsonl') if r['split'] == 'train']
-  assert steps == list(range(1, 7))
+  proc = run_stage('train', *_args(run, data_dir), check=True)
+  assert assert_resumed(proc.stderr, before, run / 'metrics.jsonl', 6, 'train') == 4
   _assert_same_final_state(reference, run)
 
 
@@ -239,23 +243,36 @@ def test_kill_9_during_a_checkpoint_write_then_resume_is_exact(tmp_path, referen
                          'train', *_args(run, data_dir)], cwd=ROOT, env=_env(),
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == -signal.SIGKILL
-  run_stage('train', *_args(run, data_dir), check=True)
+  assert resumed_from(proc.stderr, 'train') in ([2], [4]), proc.stderr[-2000:]
+  before = read_jsonl(run / 'metrics.jsonl')
+  rerun = run_stage('train', *_args(run, data_dir), check=True)
+  assert assert_resumed(rerun.stderr, before, run / 'metrics.jsonl', 6, 'train') in (2, 4)
   _assert_same_final_state(reference, run)
 
 
-@pytest.mark.parametrize('delay', [0.3, 2.0])
+@pytest.mark.timing   # the signal lands mid-run: alone, after the rest
+@pytest.mark.parametrize('when', ['claimed', 'training'])
 def test_sigterm_from_start_up_on_saves_a_checkpoint_and_exits_143(
-    tmp_path, reference, data_dir, delay):
+    tmp_path, reference, data_dir, when):
   run = tmp_path / 'run'
   proc = subprocess.Popen([sys.executable, '-m', 'experiments.train', *_args(run, data_dir)],
                           cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
-  time.sleep(delay)
+  # Once the run has claimed its workdir (before any compute) or logged its first step:
+  # conditions polled against a deadline, not delays that load stretches.
+  marker = run / ('config.json' if when == 'claimed' else 'metrics.jsonl')
+  deadline = time.monotonic() + 240
+  while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.005)
+  assert proc.poll() is None, 'the run ended before the signal could be sent'
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 143, err
   lines = [l for l in err.splitlines() if l.strip()]
   assert lines[-1].startswith('error: preempted at step') and 'Traceback' not in err
+  preempted = int(lines[-1].split('preempted at step ')[1].split(';')[0])
   assert os.listdir(run / 'checkpoints'), 'a checkpoint was written'
-  run_stage('train', *_args(run, data_dir), check=True)
+  before = read_jsonl(run / 'metrics.jsonl') if (run / 'metrics.jsonl').exists() else []
+  rerun = run_stage('train', *_args(run, data_dir), check=True)
+  assert assert_resumed(rerun.stderr, before, run / 'metrics.jsonl', 6, 'train') == preempted
   _assert_same_final_state(reference, run)

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, xla_flags
+from conftest import ROOT, saved_on_devices, xla_flags
 
 pytestmark = pytest.mark.slow  # ResNet compiles take minutes on 2 CPU cores: `pytest -m slow`
 
@@ -27,6 +27,9 @@ def mock_stage(stage, config, workdir, *args, devices=1, examples=32):
        f'--config={config}', f'--workdir={workdir}', *args],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
+  runs = [base for base, dirs, _ in os.walk(workdir) if 'checkpoints' in dirs]
+  for run in runs:   # every run the child trained, on `devices` devices
+    assert saved_on_devices(run) == {tuple(range(devices))}, run
   with open(os.path.join(workdir, 'summary.json')) as f:
     return json.load(f)
 

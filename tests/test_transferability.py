@@ -105,9 +105,34 @@ def test_h_score_by_its_definition():
   np.testing.assert_allclose(tr.h_score(f, y), np.trace(np.linalg.inv(cov_f) @ cov_g), rtol=1e-9)
 
 
+def _tau_b_by_pairs(a, b):
+  """Kendall's tau-b by counting pairs: (C - D) / sqrt((n0 - t_a) (n0 - t_b)), n0 = n(n-1)/2,
+  t_a / t_b the pairs tied in a / b."""
+  a, b = np.asarray(a, float), np.asarray(b, float)
+  i, j = np.triu_indices(len(a), 1)
+  s = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+  n0 = len(i)
+  return (np.sum(s > 0) - np.sum(s < 0)) / np.sqrt((n0 - np.sum(a[i] == a[j]))
+                                                   * (n0 - np.sum(b[i] == b[j])))
+
+
 def test_kendall_tau():
   assert tr.kendall_tau([1, 2, 3], [0.1, 0.5, 0.9]) == pytest.approx(1.0)
   assert tr.kendall_tau([3, 2, 1], [0.1, 0.5, 0.9]) == pytest.approx(-1.0)
+  # One swapped pair of four: 5 concordant, 1 discordant -> (5 - 1) / 6.
+  assert tr.kendall_tau([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4]) == pytest.approx(4 / 6)
+  # Ties in both (tau-b): 1 concordant, 3 discordant, one pair tied in each of the 6:
+  # (1 - 3) / sqrt(5 * 5) (hand).
+  a, b = [1, 1, 2, 3], [0.2, 0.5, 0.5, 0.1]
+  assert _tau_b_by_pairs(a, b) == pytest.approx(-2 / 5)
+  assert tr.kendall_tau(a, b) == pytest.approx(-2 / 5)
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    scores = rng.integers(0, 6, 9)                      # ties among the scores
+    accuracies = scores + rng.normal(0, 2.0, 9)         # a noisy agreement
+    want = _tau_b_by_pairs(scores, accuracies)
+    assert -1 < want < 1
+    assert tr.kendall_tau(scores, accuracies) == pytest.approx(want, rel=1e-12)
 
 
 def test_scores_skip_the_classifier_scores_without_a_classifier():
