@@ -40,8 +40,7 @@ class Busy(WorkdirError):
 
 def _boot_id():
   try:
-    with open('/proc/sys/kernel/random/boot_id') as f:
-      return f.read().strip()
+    return epath.Path('/proc/sys/kernel/random/boot_id').read_text().strip()
   except OSError:
     return ''
 
@@ -49,8 +48,7 @@ def _boot_id():
 def _start_ticks(pid):
   """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None: no process."""
   try:
-    with open(f'/proc/{pid}/stat') as f:
-      stat = f.read()
+    stat = epath.Path(f'/proc/{pid}/stat').read_text()
   except OSError:
     return None
   return int(stat[stat.rindex(')') + 2:].split()[19])
@@ -70,7 +68,7 @@ def alive(holder):
   if holder.get('boot_id') and holder['boot_id'] != _boot_id():
     return False
   ticks = _start_ticks(holder.get('pid'))
-  if ticks is None and not os.path.isdir('/proc/self'):   # no /proc: ask the kernel
+  if ticks is None and not epath.Path('/proc/self').is_dir():   # no /proc: ask the kernel
     try:
       os.kill(holder['pid'], 0)
       return True
@@ -218,7 +216,7 @@ def acquire(workdir):
   if jax.process_index() == 0:
     try:
       mine = _acquire_here(root)
-    except Busy as e:
+    except (WorkdirError, OSError) as e:   # multi-host: every process raises it (_agree)
       error = str(e)
       if jax.process_count() == 1:
         raise

@@ -3,14 +3,14 @@
 SIGTERM (TPU preemption, `kill`) sets `REQUESTED`, which the training loop polls: it saves
 a checkpoint of the step it is at and stops (the launcher exits 143). A first Ctrl-C does
 the same while `tlu.train.loop.run` is on the main thread's stack (and sets `INTERRUPTED`:
-the launcher's status is then 130); anywhere else it raises KeyboardInterrupt where the
-main thread is, since nothing is being saved and every file is written whole or not at
-all. A second Ctrl-C ends the process at once, whatever the main thread is doing (a
-compile, a device copy, a checkpoint being written): a watcher thread reads it from the
-signal module's wakeup fd, runs the `on_abandon` callbacks (the workdir lock's release),
-prints one line and ends the process by SIGINT. A checkpoint being written is then
-abandoned: orbax writes it in `<step>.orbax-checkpoint-tmp-*` and renames it into `<step>`
-only once complete; the next run removes it.
+the launcher then ends with status 130). Any other Ctrl-C ends the process at once,
+whatever the main thread is doing (imports, a compile, an evaluation, a checkpoint being
+written), as a kill would: every file is written whole or not at all, and a checkpoint
+being written is abandoned (orbax writes it in `<step>.orbax-checkpoint-tmp` and renames
+it into `<step>` only once complete; the next run removes it). A watcher thread reads
+each press from the signal module's wakeup fd, so it acts even while the main thread is
+inside a long C call; it runs the `on_abandon` callbacks (the workdir lock's release),
+prints one line and ends the process by SIGINT.
 
 A process that stops on Ctrl-C ends by SIGINT, as Python's own does on an uncaught
 KeyboardInterrupt, so the shell reports 130 and a script around the command stops too
@@ -26,10 +26,12 @@ import time
 REQUESTED = threading.Event()     # SIGTERM or Ctrl-C: the loop saves and stops
 INTERRUPTED = threading.Event()   # the request came from Ctrl-C
 _ON_ABANDON = []
+_PRESSES = []    # one entry per Ctrl-C
+_WATCHER = []    # [True] once the watcher thread runs
 
 
 def on_abandon(callback):
-  """Registers `callback()`, run (errors ignored) before a second Ctrl-C ends the process."""
+  """Registers `callback()`, run (errors ignored) before a Ctrl-C ends the process at once."""
   _ON_ABANDON.append(callback)
 
 
@@ -48,13 +50,24 @@ def _on_sigterm(signum, frame):
   REQUESTED.set()
 
 
+def _press(in_loop):
+  """One Ctrl-C: the first, in a training loop, asks it to save and stop; any other ends the
+  process now."""
+  _PRESSES.append(in_loop)
+  if len(_PRESSES) == 1 and in_loop:
+    INTERRUPTED.set()
+    REQUESTED.set()
+  else:
+    _abandon(b'error: interrupted twice: stopped at once, a checkpoint being written is '
+             b'abandoned; re-run the same command to resume from the last complete one'
+             if len(_PRESSES) > 1 else
+             b'error: interrupted (Ctrl-C); re-run the same command to continue')
+
+
 def _on_sigint(signum, frame):
   del signum
-  first = not INTERRUPTED.is_set()
-  INTERRUPTED.set()
-  if first and not _in_loop(frame):
-    raise KeyboardInterrupt
-  REQUESTED.set()
+  if not _WATCHER:   # no watcher thread: this handler decides, when the main thread can run it
+    _press(_in_loop(frame))
 
 
 def die_by_sigint():
@@ -70,27 +83,25 @@ def die_by_sigint():
     os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
 
 
-def _abandon():
+def _abandon(line):
   for callback in list(_ON_ABANDON):
     try:
       callback()
     except Exception:  # pylint: disable=broad-except
       pass
-  os.write(2, b'error: interrupted twice: stopped at once, a checkpoint being written is '
-              b'abandoned; re-run the same command to resume from the last complete one\n')
+  os.write(2, line + b'\n')
   die_by_sigint()
 
 
 def _watch(fd):
-  presses = 0
+  main = threading.main_thread().ident
   while True:
     try:
       data = os.read(fd, 512)
     except OSError:
       return
-    presses += data.count(bytes([signal.SIGINT]))
-    if presses >= 2:
-      _abandon()
+    for _ in range(data.count(bytes([signal.SIGINT]))):
+      _press(_in_loop(sys._current_frames().get(main)))  # pylint: disable=protected-access
 
 
 def _start_watcher():
@@ -98,9 +109,10 @@ def _start_watcher():
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-  except (ValueError, OSError):   # not the main thread: no second-press watcher
+  except (ValueError, OSError):   # not the main thread: `_on_sigint` decides
     return
   threading.Thread(target=_watch, args=(read,), daemon=True, name='tlu-ctrl-c').start()
+  _WATCHER[:] = [True]
 
 
 _SAID = []
