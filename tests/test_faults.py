@@ -309,8 +309,8 @@ def test_a_live_lock_above_or_below_the_workdir_refuses_it(tmp_path, data_dir, h
   sleeper = subprocess.Popen(['sleep', '120'])
   try:
     from tlu.train import lock  # pylint: disable=import-outside-toplevel
-    holder = _plant_lock(tmp_path / held, pid=sleeper.pid,
-                         start_ticks=lock._start_ticks(sleeper.pid))  # pylint: disable=protected-access
+    ticks = lock._start_ticks(sleeper.pid)  # pylint: disable=protected-access
+    holder = _plant_lock(tmp_path / held, pid=sleeper.pid, start_ticks=ticks)
     before = _listing(tmp_path)
     proc = run_stage('train', *_args(tmp_path / used, data_dir))
   finally:

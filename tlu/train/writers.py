@@ -36,8 +36,9 @@ class MetricWriter:
       return
     self.truncate_after(resume_step)
     if tensorboard:
-      from tensorboardX.event_file_writer import EventsWriter  # pylint: disable=import-outside-toplevel
-      from tensorboardX.proto.event_pb2 import Event, SessionLog  # pylint: disable=import-outside-toplevel
+      # pylint: disable-next=import-outside-toplevel
+      from tensorboardX.event_file_writer import EventsWriter
+      from tensorboardX.proto.event_pb2 import Event, SessionLog  # pylint: disable=C0415
       self.tb_dir = epath.Path(str(workdir)) / 'tb'
       with diskfull.writing('TensorBoard events', self.tb_dir):
         self.tb_dir.mkdir(parents=True, exist_ok=True)
