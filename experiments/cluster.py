@@ -45,7 +45,7 @@ def run(config, workdir, plan):
     x = reps[comparison.FEATURES][1]
     assigned = kmeans.cluster(x, k, seed=config.seed, n_init=config.n_init,
                               max_iter=config.max_iter)
-    with workdir_lib.path(workdir, picture).open('wb') as f:
+    with workdir_lib.open_atomic(workdir_lib.path(workdir, picture)) as f:
       embedding.scatter_panels(f, embedding.tsne_2d(x, config.seed), [
           ('class', labels, 'class'), ('k-means cluster', assigned, 'cluster')],
                                title='t-SNE of the contrastive features')

@@ -1,5 +1,6 @@
 """The stage protocol, flags, range checks, the workdir contract and one-line errors (exit 2
-bad input, 3 a non-finite loss, 143 preempted after saving) for every stage.
+bad input or a workdir another run holds, 3 a non-finite loss, 74 a full disk, 143
+preempted after saving, 130 Ctrl-C: tlu/train/stop.py) for every stage.
 
 A stage is a module `experiments/<stage>.py` with `DEFAULT_CONFIG` (its config file),
 `check(config, workdir, wired=False) -> plan`: every check that needs no compute, writing
@@ -7,7 +8,8 @@ nothing (a ValueError is bad input; wired: `config.source` is made earlier by th
 pipeline, so it is not opened yet), and `run(config, workdir, plan)`: claims the workdir,
 computes (a sweep: cells read back when done, `tlu.train.sweep`), writes summary.json and
 report.md. It ends with `common.launch(sys.modules[__name__])`; the pipeline checks
-every stage it declares, then runs them in order.
+every stage it declares, then runs them in order. `run` holds the workdir's lock
+(tlu/train/lock.py; not for a stage with `WRITES_WORKDIR = False`).
 """
 
 import os
@@ -19,13 +21,12 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-import experiments
-from tlu import checks
-from tlu.train import workdir as workdir_lib
+from tlu import checks, diskfull
+from tlu.train import lock, stop, workdir as workdir_lib
 from tlu.train.task import config_json
 
 FLAGS = flags.FLAGS
-EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_PREEMPTED = 2, 3, 143
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_IO_ERROR, EXIT_PREEMPTED = 2, 3, 74, 143
 
 
 class ConfigError(ValueError):
@@ -91,7 +92,11 @@ def check(stage, config, workdir, wired=False):
 def main(stage, config, workdir=None):
   """One stage: check, then run, in `workdir` (default: a new folder under runs/)."""
   workdir = workdir or f'runs/{stage_name(stage)}-{time.strftime("%Y%m%d-%H%M%S")}'
-  stage.run(config, workdir, check(stage, config, workdir))
+  locked = workdir if getattr(stage, 'WRITES_WORKDIR', True) else None
+  lock.check(locked)   # a workdir in use is refused before the checks' compute
+  plan = check(stage, config, workdir)
+  with lock.held(locked):
+    stage.run(config, workdir, plan)
 
 
 def launch(stage):
@@ -114,11 +119,17 @@ def launch(stage):
             CheckpointError) as e:
       fail(str(e))
     except Preempted as e:
+      if stop.INTERRUPTED.is_set():
+        stop.interrupted(f"error: {str(e).replace('preempted', 'interrupted (Ctrl-C)', 1)}")
       fail(str(e), EXIT_PREEMPTED)
     except NonFiniteLoss as e:
       kept = (f'the checkpoint of step {e.last_checkpoint} is kept'
               if e.last_checkpoint is not None else 'no checkpoint was written')
       fail(f'{e}; stopped, {kept}', EXIT_NON_FINITE)
+    except Exception as e:  # pylint: disable=broad-except
+      if not diskfull.is_disk_full(e):
+        raise
+      fail(diskfull.message(e), EXIT_IO_ERROR)
 
   app.run(wrapped, flags_parser=_parse)
 
@@ -131,8 +142,8 @@ def claim_workdir(workdir, config, sweep_keys=()):
   workdir_lib.claim(workdir, config_json(config), sweep_keys)
 
 
-def preempted():  # SIGTERM arrived (experiments/__init__.py): the loop saves and stops
-  return experiments.PREEMPTED.is_set()
+def preempted():  # SIGTERM or Ctrl-C arrived (tlu/train/stop.py): the loop saves and stops
+  return stop.REQUESTED.is_set()
 
 
 def check_batch(batch_size, what='batch_size'):

@@ -14,6 +14,7 @@ from tlu.data.prepare.layout import PrepareError
 
 
 DEFAULT_CONFIG = 'configs/prepare.py'
+WRITES_WORKDIR = False   # it writes a dataset, complete or not at all (tlu/data/prepare/writer.py)
 
 
 def check(config, workdir, wired=False):

@@ -25,7 +25,7 @@ def _body(workdir, sub):
 
 
 def _save(fn, path, *args, **kwargs):
-  with workdir_lib.path(path).open('wb') as f:
+  with workdir_lib.open_atomic(workdir_lib.path(path)) as f:
     fn(f, *args, **kwargs)
 
 

@@ -3,11 +3,17 @@
 Every process calls save/restore (orbax coordinates multi-host writes); the
 data-iterator state is saved per process by grain's own handler, so a resumed
 run continues every host's stream where it stopped.
+
+A checkpoint is written in `<step>.orbax-checkpoint-tmp` and renamed into `<step>` only
+once complete; `all_steps()` never lists a temporary directory and opening the manager
+removes those left by an interrupted run. A full disk raises `tlu.diskfull.DiskFull`
+naming the step (the temporary directory is removed, the older checkpoints are untouched).
 """
 
 import contextlib
 import gc
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -17,6 +23,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
+
+from tlu import diskfull
 
 
 class CheckpointError(ValueError):
@@ -41,6 +49,18 @@ class _AbandonedReads(logging.Filter):
 
 
 _ABANDONED_READS = _AbandonedReads()
+
+
+class _DiskFullRecords(logging.Filter):
+  """Drops orbax's log records (each with a traceback) of a write that met a full disk: the
+  caller reports it once, as DiskFull."""
+
+  def filter(self, record):
+    error = record.exc_info[1] if record.exc_info else None
+    return not (diskfull.is_disk_full(error) or diskfull.is_disk_full(record.getMessage()))
+
+
+logging.getLogger('absl').addFilter(_DiskFullRecords())
 
 
 @contextlib.contextmanager
@@ -70,6 +90,7 @@ class Checkpointer:
 
   def __init__(self, directory, every, keep=3):
     self.directory, self.every, self.keep = epath.Path(directory), every, keep
+    self._writing_step, self._failed = None, False
     self.manager = self._open()
 
   def _open(self):
@@ -113,12 +134,30 @@ class Checkpointer:
   def latest_step(self):
     return self.manager.latest_step()
 
+  @contextlib.contextmanager
+  def _writing(self):
+    """DiskFull naming the step being written; its temporary directory removed (process 0)."""
+    step = self._writing_step
+    try:
+      with diskfull.writing(f'the checkpoint of step {step}', self.directory):
+        yield
+    except diskfull.DiskFull:
+      self._writing_step, self._failed = None, True
+      if jax.process_index() == 0:
+        for tmp in self.directory.glob(f'{step}.orbax-checkpoint-tmp*'):
+          shutil.rmtree(tmp, ignore_errors=True)
+      raise
+
   def save(self, step, state, data_iterator=None, force=False):
     """Saves when `step` is on the interval (or `force`); returns whether it did."""
     items = {'state': ocp.args.StandardSave(state)}
     if data_iterator is not None:
       items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
-    return self.manager.save(int(step), args=ocp.args.Composite(**items), force=force)
+    with self._writing():   # the previous save, finished by orbax before this one starts
+      self.manager.wait_until_finished()
+    self._writing_step = int(step)
+    with self._writing():
+      return self.manager.save(int(step), args=ocp.args.Composite(**items), force=force)
 
   def restore(self, template, data_iterator=None, step=None):
     """Restores into `template`'s structure, dtypes and shardings; resets `data_iterator`."""
@@ -130,11 +169,18 @@ class Checkpointer:
     return self.manager.restore(step, args=ocp.args.Composite(**items))['state']
 
   def wait(self):
-    self.manager.wait_until_finished()
+    with self._writing():
+      self.manager.wait_until_finished()
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      try:
+        self.manager.close()
+      except Exception as e:  # pylint: disable=broad-except
+        if not (self._failed and diskfull.is_disk_full(e)):   # reported once, as DiskFull
+          raise
 
 
 def restore_params(directory, step=None):

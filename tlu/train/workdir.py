@@ -1,14 +1,19 @@
 """The run-directory contract, through `etils.epath` so a workdir may be local or `gs://`.
 
-config.json (the resolved config), summary.json (final metrics), report.md; every
-file is written whole or not at all (write to a temporary name, then rename).
+config.json (the resolved config), summary.json (final metrics), report.md and pictures;
+every file is written whole or not at all (write to a temporary name, then rename; the
+temporary file is removed when writing fails), and a full disk raises
+`tlu.diskfull.DiskFull` naming the file.
 """
 
+import contextlib
 import json
 import os
 
 import jax
 from etils import epath
+
+from tlu import diskfull
 
 
 class WorkdirError(ValueError):
@@ -22,12 +27,26 @@ def path(*parts):
   return epath.Path(root).joinpath(*map(str, parts[1:]))
 
 
-def write_text(p, text):
-  """Atomic: a reader never sees half a file, a crash never leaves one."""
+@contextlib.contextmanager
+def open_atomic(p, mode='wb'):
+  """A file object to write `p` with: renamed into `p` when the block ends, removed if it fails."""
   p = epath.Path(p)
   tmp = p.parent / f'.{p.name}.tmp'
-  tmp.write_text(text)
-  tmp.replace(p)
+  try:
+    with diskfull.writing(p.name, p.parent):
+      with tmp.open(mode) as f:
+        yield f
+      tmp.replace(p)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      tmp.unlink()
+    raise
+
+
+def write_text(p, text):
+  """Atomic: a reader never sees half a file, a crash never leaves one."""
+  with open_atomic(p, 'w') as f:
+    f.write(text)
 
 
 def write_json(p, obj):
@@ -90,6 +109,8 @@ def claim(workdir, config, sweep_keys=()):
     try:
       workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+      if diskfull.is_disk_full(e):
+        raise diskfull.DiskFull('the workdir', workdir.parent) from None
       raise WorkdirError(f'cannot create workdir {workdir}: {e.strerror or e}') from None
     if sweep_keys or not p.exists():
       write_json(p, config)

@@ -16,7 +16,6 @@ through worker processes in chunks, at most `WINDOW` chunks in flight, so memory
 grow with the dataset.
 """
 
-import errno
 import os
 import shutil
 
@@ -26,6 +25,7 @@ from array_record.python import array_record_module
 from etils import epath
 from tensorflow_datasets.core import registered
 
+from tlu import diskfull
 from tlu.data.prepare import decode
 from tlu.data.prepare.layout import PrepareError
 
@@ -223,9 +223,8 @@ def write(source, name, data_dir, options, *, overwrite=False, workers=1, progre
 
   options: (image_size, resize, channels, encoding) as `decode.process` takes them.
   progress: total -> a tqdm-like bar (update(n), close()), called once writing starts, or
-  None. Raises PrepareError for bad input
-  (nothing left behind, an existing dataset untouched) and lets OSError (a full disk)
-  through after removing what it wrote.
+  None. Raises PrepareError for bad input and tlu.diskfull.DiskFull for a full disk, in
+  both cases with nothing left behind and an existing dataset untouched.
   """
   data_dir = epath.Path(data_dir)
   catalog_cls = catalog_class(name)
@@ -246,8 +245,8 @@ def write(source, name, data_dir, options, *, overwrite=False, workers=1, progre
       shutil.rmtree(scratch)
     scratch.mkdir()
   except OSError as e:
-    if e.errno == errno.ENOSPC:
-      raise
+    if diskfull.is_disk_full(e):
+      raise diskfull.DiskFull(f'dataset {name}', data_dir) from None
     raise PrepareError(f'data_dir {data_dir} cannot be written ({e.strerror or e})') from None
   pool = bar = None
   try:
@@ -271,11 +270,13 @@ def write(source, name, data_dir, options, *, overwrite=False, workers=1, progre
       (scratch / name).rename(final.parent)
     else:
       built.rename(final)
-  except BaseException:
+  except BaseException as e:
     shutil.rmtree(scratch, ignore_errors=True)
     for path in created:
       if path.exists() and not any(path.iterdir()):
         path.rmdir()
+    if diskfull.is_disk_full(e):
+      raise diskfull.DiskFull(f'dataset {name}', data_dir) from None
     raise
   finally:
     if pool is not None:
