@@ -27,4 +27,5 @@ def get_config(arg=None):
   c = mnist_to_mnist_m.get_config(arg)
   c.source_task.dataset = digits_supervised.dataset('tlu_digits', image_size=28)
   c.target = digits_supervised.dataset('tlu_mnist')
+  c.source_validation_split = 'test'   # tlu_digits has no validation split (source labels)
   return c

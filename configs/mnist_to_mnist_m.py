@@ -49,6 +49,7 @@ def get_config(arg=None):
   c.seeds = (0, 1, 2)
   c.source_task.dataset = digits_supervised.dataset('tlu_mnist', channels=3)
   c.source_task.dataset.eval_split = 'validation'   # source model selection
+  c.source_validation_split = 'validation'   # what source_accuracy / dev / devn read
   c.target = digits_supervised.dataset('tlu_mnist_m')
   # 500 labelled target images: each trained cell is also scored on them, and report.md gives
   # the target test accuracy at the step they select beside the last step's.

@@ -64,6 +64,8 @@ def get_config(arg=None):
   r.strategies, r.head_l2_scale, r.head_init = ('scratch',), 0.0, 'fresh'
   c.adapt = mnist_to_mnist_m.get_config()   # its protocol and step budget, seed 0 only
   c.adapt.seeds = (0,)             # 3-seed means: `python -m experiments.adapt`
+  # The label-free validators only (no source passes); selection.validator stays class_ami.
+  c.adapt.validators = ('entropy', 'im', 'bnm', 'snd', 'class_ami')
   c.anomaly = digits_anomaly.get_config()
   for stage in (c.cluster, c.anomaly):
     stage.pretrain = ml_collections.ConfigDict()   # features come from stage 1
@@ -90,6 +92,7 @@ def shrink(c):
     t.source_task.checkpoint_every = 4
   a = c.adapt
   a.seeds = (0,)
+  a.validators = ('class_ami',)
   for task in (a.source_task, a.target_oracle):
     task.steps, task.batch_size, task.eval_every, task.checkpoint_every = 4, 32, 0, 4
   a.dann.update(dict(steps=4, batch_size=16, log_every=2, eval_every=4, checkpoint_every=4))

@@ -19,6 +19,7 @@ def check(config, workdir, wired=False):
   del wired   # the pipeline's adaptation trains its own sources
   common.check_workdir(workdir, config, SWEEP_KEYS)
   cells.check_methods(config)
+  cells.check_validators(config)
   data = cells.AdaptData(config)
   task.check_task(config.source_task, data.source_splits)
   for name in config.methods:
@@ -45,7 +46,8 @@ def run(config, workdir, data):
                                            common.preempted))
                             for seed in config.seeds]
              for name in config.methods}
-  summary = cells.summarize(results)
+  summary = cells.summarize(results, cells.checkpoint_rows(config, workdir),
+                            config.get('validators', ()))
   sweep.write(workdir, summary, cells.report(config, results, summary))
 
 

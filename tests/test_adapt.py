@@ -209,7 +209,9 @@ TINY = ('--config.seeds=(0,)', '--config.eval_batch_size=120',
         '--config.shot.epochs=2', '--config.shot.steps_per_epoch=2', '--config.shot.batch_size=8',
         '--config.target_oracle.steps=3', '--config.target_oracle.batch_size=8',
         '--config.target_oracle.checkpoint_every=3', '--config.target_oracle.eval_every=0',
-        '--config.target_oracle.eval_batch_size=120')
+        '--config.target_oracle.eval_batch_size=120',
+        # One validator of each kind of split it reads (all: tests/test_validators.py).
+        '--config.validators=("source_accuracy", "snd", "devn", "class_ami")')
 
 
 def _listing(root):
@@ -264,6 +266,21 @@ def test_every_method_runs_and_writes_the_workdir_contract(tmp_path, data_dir):
     assert cell['selected_target_test_accuracy'] == cell['best_target_test_accuracy'] == best
     assert summary[f'{method}/selected_target_test_accuracy'] == best
   assert 'validation-selected' in report
+  # Every evaluation of every trained cell logs each validator's score; each cell keeps the
+  # step each one picks, selection.validator's as 'selected without target labels'.
+  names = ('source_accuracy', 'snd', 'devn', 'class_ami')
+  for method in ('dann', 'shot', 'target_oracle'):
+    evals = [r for r in read_jsonl(work / method / 'seed0' / 'metrics.jsonl')
+             if r['split'] == 'test']
+    assert all(np.isfinite(r[f'{n}_score']) for r in evals for n in names)
+    cell = json.load(open(work / method / 'seed0' / 'summary.json'))
+    assert cell['validator_selected_target_test_accuracy'] == cell[
+        'class_ami_selected_target_test_accuracy']
+    assert summary[f'{method}/validator_selected_target_test_accuracy'] == cell[
+        'validator_selected_target_test_accuracy']
+  assert {f'{n}/weighted_spearman' for n in names} <= set(summary)
+  assert 'selected without target labels (class_ami)' in report
+  assert '## Selection without target labels' in report
   low, high = (summary[f'{m}/target_test_accuracy'] for m in ('source_only', 'target_oracle'))
   for method in ('shot', 'dann'):   # a gap exists only when the oracle is above source_only
     assert (f'{method}/gap_closed' in summary) == (high > low)
@@ -295,6 +312,10 @@ def test_source_runs_are_per_seed_or_given():
     (('--config.shot.method.cluster_rounds=-1',), 'cluster_rounds=-1: must be an integer >= 0'),
     (('--config.methods=("shot",)', '--config.source={src}'), 'has no checkpoints'),
     (('--config.target_validation_split=nope',), "dataset 'tlu_digits_m' has no split 'nope'"),
+    (('--config.validators=("snd", "nope")',), "validators: 'nope' is not a validator"),
+    (('--config.source_validation_split=',), 'source_accuracy reads a labelled source validation split'),
+    (('--config.selection.validator=bnm', '--config.validators=("snd",)'),
+     "selection.validator='bnm' must be one of validators (snd)"),
 ])
 def test_bad_input_fails_before_anything_is_written(tmp_path, data_dir, args, message):
   src = tmp_path / 'untrained_source'   # a run directory whose training never saved

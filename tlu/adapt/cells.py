@@ -7,16 +7,21 @@ Every cell is a task config: `source_only` is the source task on the target, sco
 as loaded (no step trained); `target_oracle` trains on the labelled target; a
 source-free method (`Method.from_source`) gets only the target's unlabelled training
 images and the source run's weights, a `paired` one the labelled source and the
-unlabelled target. Each cell's evaluations (`cell_evals`) score the target test split
-and, with `target_validation_split`, the labelled target validation split (the
-`validation` instance). The target's labels are read for these (and the diagnostics a
-method logs as such) only.
+unlabelled target. Each cell's evaluations (`cell_evals`) score the target test split,
+with `target_validation_split` the labelled target validation split (the `validation`
+instance), and every validator of `validators` (`tlu.adapt.validators`, no target labels:
+the target train split as 'target_train', the labelled source splits as 'source_train'
+and, with `source_validation_split`, 'source_validation'). The target's labels are read
+for these test / validation accuracies (and the diagnostics a method logs as such) only;
+`selection.validator` names the validator whose pick is the "selected without target
+labels" number (`tlu.adapt.selection`).
 """
 
 import jax
 import numpy as np
 
 from tlu import methods
+from tlu.adapt import selection, validators as validators_lib
 from tlu.models import build_model
 from tlu.train import sweep, task, workdir as workdir_lib, writers
 from tlu.data import subsets
@@ -38,8 +43,13 @@ class AdaptData:
     # Labelled target validation split (config.target_validation_split, '' = none): each
     # trained cell also scores it, and the report selects the step by it.
     split = config.get('target_validation_split', '')
+    extra = {'validation': subsets.task_source(tgt, split)} if split else {}
+    # What validators read: the target train images (their labels never), the labelled source.
+    extra.update(target_train=self.oracle_splits.train, source_train=self.source_splits.train)
+    split = config.get('source_validation_split', '')
     if split:
-      self.oracle_splits.extra = {'validation': subsets.task_source(tgt, split)}
+      extra['source_validation'] = subsets.task_source(src, split)
+    self.oracle_splits.extra = extra
     s, t = self.source_splits, self.oracle_splits
     if (s.num_classes, tuple(s.image_shape)) != (t.num_classes, tuple(t.image_shape)):
       raise ValueError(f'source {src.name} ({s.num_classes} classes, images {s.image_shape}) and '
@@ -87,13 +97,34 @@ def source_task(config, seed):
 
 
 def cell_evals(config, validation=True):
-  """The evaluations of every cell: target test accuracy and loss ('accuracy', 'loss'); with
-  a `target_validation_split`, its accuracy ('validation_accuracy')."""
+  """The evaluations of every cell: target test accuracy and loss ('accuracy', 'loss'); and,
+  unless validation=False (source_only, scored as loaded), with a `target_validation_split`
+  its accuracy ('validation_accuracy') and each validator of `validators` ('<name>_score')."""
   evals = {'test': dict(type='classification', splits=('test',))}
   if validation and config.get('target_validation_split', ''):
     evals['validation'] = dict(type='classification', splits=('validation',),
                                prefix='validation_', loss=False)
+  for name in config.get('validators', ()) if validation else ():
+    evals[f'validator_{name}'] = dict(type='validator', name=name,
+                                      prefix=selection.metric(name)[:-len('score')])
   return evals
+
+
+def check_validators(config):
+  """`validators` are known names, the ones reading source labels have a
+  `source_validation_split`, and `selection.validator` is '' or one of them."""
+  names = tuple(config.get('validators', ()))
+  for name in names:
+    if name not in validators_lib.NAMES:
+      raise ValueError(f'validators: {name!r} is not a validator (validators: '
+                       f'{", ".join(validators_lib.NAMES)})')
+    if name in validators_lib.LABELLED and not config.get('source_validation_split', ''):
+      raise ValueError(f'validators: {name} reads a labelled source validation split; set '
+                       'source_validation_split (or leave it out of validators)')
+  chosen = config.get('selection', {}).get('validator', '')
+  if chosen and chosen not in names:
+    raise ValueError(f'selection.validator={chosen!r} must be one of validators '
+                     f'({", ".join(names) or "none"}) or empty')
 
 
 def oracle_task(config, seed):
@@ -174,36 +205,74 @@ def run_cell(trainer, config, data, workdir, name, seed, cell_dir, should_stop):
   summary, _ = task.fit_task(trainer, cfg, cell_dir, splits, init=init,
                              summary_prefix='target_test_', claim=False,
                              should_stop=should_stop, desc=f'{name}/seed{seed}')
-  return selected(cell_dir, summary)
+  return selected(cell_dir, summary, config.get('validators', ()),
+                  config.get('selection', {}).get('validator', ''))
 
 
-def selected(cell_dir, summary):
-  """summary + the validation-selected and oracle-selected target test accuracies.
+def selected(cell_dir, summary, validator_names=(), chosen=''):
+  """summary + the step-selected target test accuracies of the cell.
 
-  Over the cell's evaluations (metrics.jsonl rows of split 'test' that carry a
-  'validation_accuracy'): `selected_step` has the best target validation accuracy
-  (the latest such step on ties) and `selected_target_test_accuracy` is the test accuracy
-  there; `best_target_test_accuracy` is the best test accuracy of any evaluation (the
+  Over the cell's evaluations (metrics.jsonl rows of split 'test'): `selected_step` has the
+  best target validation accuracy (rows with a 'validation_accuracy'; the latest such step
+  on ties) and `selected_target_test_accuracy` is the test accuracy there; each validator of
+  `validator_names` picks its best-scored step ('<name>_selected_step',
+  '<name>_selected_target_test_accuracy', `tlu.adapt.selection.cell_picks`); `chosen`'s
+  pick is also `validator_selected_target_test_accuracy` (selected without target labels);
+  `best_target_test_accuracy` is the best test accuracy of any of these evaluations (the
   oracle-selected number, read off the test labels: an upper bound, not a result).
-  Unchanged when no evaluation scored a validation split.
+  Unchanged when no evaluation scored a validation split or a validator.
   """
-  rows = [r for r in writers.read_metrics(cell_dir)
-          if r.get('split') == 'test' and 'validation_accuracy' in r]
-  if not rows:
-    return summary
-  best = max(rows, key=lambda r: (r['validation_accuracy'], r['step']))
-  return {**summary, 'selected_step': int(best['step']),
-          'selected_target_test_accuracy': float(best['accuracy']),
-          'best_target_test_accuracy': float(max(r['accuracy'] for r in rows))}
+  rows = [r for r in writers.read_metrics(cell_dir) if r.get('split') == 'test']
+  out = dict(summary)
+  labelled = [r for r in rows if 'validation_accuracy' in r]
+  if labelled:
+    best = max(labelled, key=lambda r: (r['validation_accuracy'], r['step']))
+    out.update(selected_step=int(best['step']),
+               selected_target_test_accuracy=float(best['accuracy']))
+  picks = selection.cell_picks(rows, validator_names)
+  out.update(picks)
+  if chosen and f'{chosen}_selected_target_test_accuracy' in picks:
+    out['validator_selected_target_test_accuracy'] = picks[
+        f'{chosen}_selected_target_test_accuracy']
+  scored = [r for r in rows if 'validation_accuracy' in r or
+            any(selection.metric(n) in r for n in validator_names)]
+  if scored:
+    out['best_target_test_accuracy'] = float(max(r['accuracy'] for r in scored))
+  return out
 
 
-def summarize(results):
+def checkpoint_rows(config, workdir):
+  """The test-split evaluations (metrics.jsonl rows) of every trained adaptation cell of the
+  sweep (baselines left out): the checkpoints the validators' correlations run over."""
+  rows = []
+  for name in config.methods:
+    if name in BASELINES:
+      continue
+    for seed in config.seeds:
+      cell_dir = workdir_lib.path(workdir, name, f'seed{seed}')
+      if cell_dir.is_dir():
+        rows += [r for r in writers.read_metrics(str(cell_dir)) if r.get('split') == 'test']
+  return rows
+
+
+def selection_metrics(validator_names=()):
+  """The cell summary names `summarize` averages: last step, labelled-validation-selected,
+  the chosen validator's, oracle-selected and each validator's pick."""
+  return ('target_test_accuracy', 'selected_target_test_accuracy',
+          'validator_selected_target_test_accuracy', 'best_target_test_accuracy',
+          *(f'{n}_selected_target_test_accuracy' for n in validator_names))
+
+
+def summarize(results, rows=(), validator_names=()):
   """{(method, None): [cell summaries]} -> the sweep's summary (`tlu.train.sweep.summarize` of
-  the target test accuracy, last step and validation-selected) and, when both bounds ran,
-  gap_closed = (acc - source_only) / (target_oracle - source_only) on seed means."""
+  each of `selection_metrics`), each validator's weighted Spearman correlation with the
+  target test accuracy over `rows` (`checkpoint_rows`; '<name>/weighted_spearman') and, when
+  both bounds ran, gap_closed = (acc - source_only) / (target_oracle - source_only) on seed
+  means."""
   summary = {}
-  for metric in ('target_test_accuracy', 'selected_target_test_accuracy'):
+  for metric in selection_metrics(validator_names):
     summary.update(sweep.summarize(results, metric))
+  summary.update(selection.sweep_correlations(rows, validator_names))
   accs = {m: np.mean([c['target_test_accuracy'] for c in cells]) for (m, _), cells in
           results.items()}
   if len(accs) == 1:
@@ -216,31 +285,6 @@ def summarize(results):
 
 
 def report(config, results, summary):
-  """report.md: the method x seed table of target test accuracy, times, gap closed."""
-  seeds = tuple(config.seeds)
-  lines = ['| method | ' + ' | '.join(f'seed {s}' for s in seeds) +
-           ' | mean ± std | validation-selected | wall time per seed (s) |',
-           '|---|' + '---|' * (len(seeds) + 3)]
-  for (method, _), cells in results.items():
-    accs = [c['target_test_accuracy'] for c in cells]
-    times = [c.get('wall_time_s', float('nan')) for c in cells]
-    chosen = summary.get(f'{method}/selected_target_test_accuracy')
-    chosen = '' if chosen is None else (
-        f'{100 * chosen:.1f} ± {100 * summary[f"{method}/selected_target_test_accuracy_std"]:.1f}')
-    lines.append(f'| {method} | ' + ' | '.join(f'{100 * a:.1f}' for a in accs) +
-                 f' | {100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f} | {chosen} | '
-                 f'{np.mean(times):.0f} |')
-  gaps = [f'{k.split("/")[0]}: {100 * v:.0f}%' for k, v in summary.items()
-          if k.endswith('/gap_closed')]
-  source = config.source or '<workdir>/source/seed<s>'
-  trained = ', '.join(f'{m} (tlu/methods/{config[m].method.name}.py)'
-                      for m in config.methods if m not in BASELINES)
-  return (f'# Domain adaptation: {config.source_task.dataset.name} -> {config.target.name}\n\n'
-          f'Target test accuracy (%) on `{config.target.name}:{config.target.eval_split}`; '
-          f'the target `{config.target.train_split}` split is used without labels. '
-          'Per seed: the last step; validation-selected: the step whose target accuracy on '
-          f'the labelled `{config.get("target_validation_split") or "-"}` split is best. '
-          f'Source runs: `{source}`. Trained methods: {trained or "none"}.\n\n' +
-          '\n'.join(lines) + '\n' +
-          (f'\nGap closed between source_only and target_oracle: {", ".join(gaps)}.\n'
-           if gaps else ''))
+  """report.md of the sweep (`tlu.adapt.report`)."""
+  from tlu.adapt import report as report_lib  # pylint: disable=import-outside-toplevel
+  return report_lib.report(config, results, summary)

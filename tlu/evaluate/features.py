@@ -74,12 +74,13 @@ def merge_process_slices(features, masks):
   return order[np.swapaxes(masks, 0, 1).reshape(-1)]
 
 
-def _extract(model, variables, batches, batch_size, mesh, extra_keys=()):
-  """Runs the cached feature fn over process-local batches; gathers in original order."""
+def _extract(model, variables, batches, batch_size, mesh, extra_keys=(), fn=None):
+  """Runs the cached feature fn (or `fn`, jit(variables, images) -> (B, ...) sharded on
+  `data`) over process-local batches; gathers in original order."""
   if batch_size % mesh.size:
     raise ValueError(f'batch_size {batch_size} is not divisible by the {mesh.size} devices '
                      'of the mesh')
-  fn = _feature_fn(model, mesh)
+  fn = fn or _feature_fn(model, mesh)
   variables = jax.device_put(variables, mesh_lib.replicated(mesh))
   feats, masks, extras = [], [], {k: [] for k in extra_keys}
   for batch in batches:

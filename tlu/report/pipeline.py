@@ -70,6 +70,10 @@ def headline_rows(config, workdir, curves):
         if k.endswith('/target_test_accuracy') and method not in ('source_only', 'target_oracle'):
           rows.append((sub, f'{method} target accuracy', v, base,
                        s.get('source_only/target_test_accuracy')))
+          picked = s.get(f'{method}/validator_selected_target_test_accuracy')
+          if picked is not None:   # the step chosen without target labels (selection.validator)
+            rows.append((sub, f'{method} target accuracy, selected without target labels',
+                         picked, base, s.get('source_only/target_test_accuracy')))
     elif stage == 'anomaly':
       for k, v in s.items():
         features, score = k.split('/')[:2]
