@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tlu.methods.facts import RunFacts
 from tlu.methods.mocov3 import MoCoV3
 from tlu.models import build_model
 from tlu.train.state import TrainState
@@ -55,7 +56,7 @@ def method():
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       MoCoV3.heads(config, 10))
   identity = lambda key, x: x
-  return MoCoV3(config, model, num_steps=10, batch_size=4, epoch_steps=1, num_examples=4,
+  return MoCoV3(config, model, RunFacts(num_steps=10, batch_size=4, epoch_steps=1, num_examples=4),
                 augment=identity)
 
 
@@ -66,7 +67,7 @@ def test_loss_is_symmetrised_ctr_of_online_queries_and_momentum_keys(method):
   extra['target']['params'] = jax.tree.map(lambda x: x * 0.9, extra['target']['params'])
   images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': extra}
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images},
+  loss, aux = jax.jit(method.objective)(variables['params'], model_state, {'image': images},
                                       jax.random.key(1))
   x = jnp.concatenate([images, images]).astype(jnp.float32) / 255  # identity augmentation
   q = method.model.apply(variables, x, train=True, heads=('projector', 'predictor'),
@@ -78,9 +79,9 @@ def test_loss_is_symmetrised_ctr_of_online_queries_and_momentum_keys(method):
   np.testing.assert_allclose(float(loss), want, rtol=1e-4)
   # The target's statistics moved (train-mode BN), its params did not: no gradient flows.
   grads = jax.grad(lambda p: method.loss_fn(p, model_state, {'image': images},
-                                            jax.random.key(1))[0])(variables['params'])
+                                            jax.random.key(1)).loss)(variables['params'])
   assert set(grads) == {'backbone', 'projector', 'predictor'}
-  assert not np.allclose(aux['extra']['target']['batch_stats']['projector']['bn0']['mean'],
+  assert not np.allclose(aux.extra['target']['batch_stats']['projector']['bn0']['mean'],
                          extra['target']['batch_stats']['projector']['bn0']['mean'])
 
 
