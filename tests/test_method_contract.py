@@ -227,3 +227,26 @@ def test_each_phase_moves_only_its_subtrees_with_its_own_optimizer_state(tmp_pat
   _, resumed = _phase_run(str(tmp_path / 'resumed'))
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- momentum targets honour mode
+
+@pytest.mark.parametrize('name', ['byol', 'mocov3', 'dino'])
+def test_frozen_batchnorm_reaches_the_momentum_target(name):
+  cls = METHODS.get(name)
+  config = ml_collections.ConfigDict(cls.example_config())
+  model = build_model(BN_MODEL, cls.heads(config, 3))
+  method = cls(config, model, RunFacts(num_steps=4, batch_size=4, frozen=('backbone/.*',)),
+               augment=lambda key, x: x)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  extra = method.init_extra(variables, jax.random.key(1))
+  model_state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(0), 'extra': extra}
+  images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
+  out = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images},
+                                jax.random.key(2))
+  before, after = extra['target']['batch_stats'], out.extra['target']['batch_stats']
+  for a, b in zip(jax.tree.leaves(before['backbone']), jax.tree.leaves(after['backbone'])):
+    np.testing.assert_array_equal(a, b)   # frozen: the running statistics stay
+  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before['projector']),
+                                                jax.tree.leaves(after['projector']))]
+  assert any(moved)   # the heads' BatchNorm layers still train
