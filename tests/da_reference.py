@@ -5,7 +5,7 @@ the Transfer-Learning-Library (github.com/thuml/Transfer-Learning-Library, `tlli
 and AaD's `tar_adaptation.py` (github.com/Albert0147/AaD_SFDA). torch ops are written
 with their numpy meaning (F.binary_cross_entropy clamps its logs at -100, F.kl_div
 uses xlogy, torch.topk is a descending sort). Plus `make_method` / `paired_outputs`:
-a small method and its training-mode forward pass, written without `tlu.adapt.paired`.
+a small method and its training-mode forward pass, written without `tlu.methods.paired`.
 """
 
 import jax
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 
 
@@ -212,8 +213,8 @@ def make_method(cls, num_classes=3, total=10, num_examples=8, **config):
   cls.check(config)
   model = build_model({'name': 'cnn', 'widths': (4, 8), 'features': 6},
                       cls.heads(config, num_classes))
-  method = cls(config, model, num_steps=total, batch_size=4, epoch_steps=1,
-               num_examples=num_examples)
+  method = cls(config, model, RunFacts(num_steps=total, batch_size=4, epoch_steps=1,
+                                       num_examples=num_examples))
   variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   return method, variables
 

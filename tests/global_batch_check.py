@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from tlu import methods
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.train import mesh as mesh_lib
 from tlu.unsupervised import ssl_losses
@@ -43,7 +44,7 @@ def method_loss(name, mesh):
   cls = methods.get(name)
   config = ml_collections.ConfigDict(cls.example_config())
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16}, cls.heads(config, 10))
-  method = cls(config, model, num_steps=10, batch_size=N, epoch_steps=1, num_examples=N,
+  method = cls(config, model, RunFacts(num_steps=10, batch_size=N, epoch_steps=1, num_examples=N),
                augment=brightness)
   variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   model_state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(0),
@@ -52,7 +53,7 @@ def method_loss(name, mesh):
   repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   batch = {'image': jax.device_put(images, sharded)}
   assert len(batch['image'].addressable_shards) == len(mesh.devices.flat)
-  fn = jax.jit(jax.value_and_grad(method.loss_fn, has_aux=True),
+  fn = jax.jit(jax.value_and_grad(method.objective, has_aux=True),
                in_shardings=(repl, repl, {'image': sharded}, repl))
   (loss, _), grads = fn(variables['params'], model_state, batch, jax.random.key(2))
   return float(loss), [np.asarray(g, np.float64) for g in jax.tree.leaves(grads)]

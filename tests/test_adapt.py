@@ -17,8 +17,8 @@ import ml_collections
 from tlu.adapt import cells
 from tlu.adapt.grl import dann_lambda, gradient_reversal
 from tlu.methods import dann as dann_lib, shot as shot_lib
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
-from tlu.models.norm import train_mode
 from tlu.train import mesh as mesh_lib
 from tlu.train.state import TrainState
 from tlu.train.step import make_train_step
@@ -28,8 +28,9 @@ from tlu.transfer import freeze
 def _method(cls, num_classes=3, total=10, **config):
   config = ml_collections.ConfigDict(config)
   model = build_model({'name': 'cnn', 'features': 16}, cls.heads(config, num_classes))
-  return cls(config, model, num_steps=total, batch_size=8, epoch_steps=1, num_examples=8,
-             mode=train_mode(freeze.frozen_patterns(config.get('freeze', ()))))
+  return cls(config, model, RunFacts(
+      num_steps=total, batch_size=8, epoch_steps=1, num_examples=8,
+      frozen=tuple(freeze.frozen_patterns(config.get('freeze', ())))))
 
 
 def _flat(tree):
@@ -92,7 +93,7 @@ def test_dann_reverses_only_the_backbone_gradient_of_the_domain_loss(dann_setup,
   make, variables, batch = dann_setup
   total, step = 10, 5
   method = make(batch_norm)
-  model, loss_fn = method.model, method.loss_fn
+  model, loss_fn = method.model, method.objective
   state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(step), 'extra': {}}
   grads, aux = jax.jit(jax.grad(loss_fn, has_aux=True))(variables['params'], state, batch, None)
 
@@ -119,7 +120,7 @@ def test_dann_reverses_only_the_backbone_gradient_of_the_domain_loss(dann_setup,
                                         jax.grad(lambda q: parts(q)[1])(p),
                                         parts(p)[2]))(variables['params'])
   lam = math.tanh(5 * step / total)
-  np.testing.assert_allclose(float(aux['metrics']['lambda']), lam, rtol=1e-6)
+  np.testing.assert_allclose(float(aux.metrics['lambda']), lam, rtol=1e-6)
   for path, got in _flat(grads['backbone']).items():
     want = _flat(g_ce['backbone'])[path] - lam * _flat(g_d['backbone'])[path]
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6, err_msg=path)
@@ -127,7 +128,7 @@ def test_dann_reverses_only_the_backbone_gradient_of_the_domain_loss(dann_setup,
     np.testing.assert_allclose(got, _flat(g_d['domain_head'])[path], rtol=2e-4, atol=1e-6)
   for path, got in _flat(grads['head']).items():
     np.testing.assert_allclose(got, _flat(g_ce['head'])[path], rtol=2e-4, atol=1e-6)
-  for path, got in _flat(aux['batch_stats']).items():
+  for path, got in _flat(aux.batch_stats).items():
     np.testing.assert_allclose(got, _flat(stats)[path], rtol=1e-5, atol=1e-6, err_msg=path)
 
 

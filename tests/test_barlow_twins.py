@@ -9,6 +9,7 @@ import pytest
 
 from global_batch_check import run_on_eight_devices
 from tlu.methods.barlow_twins import BarlowTwins
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.unsupervised.ssl_losses import barlow_twins, cross_correlation
 
@@ -61,7 +62,7 @@ def method():
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       BarlowTwins.heads(config, 10))
   brightness = lambda key, x: x ** jax.random.uniform(key, (), minval=0.5, maxval=2.0)
-  return BarlowTwins(config, model, num_steps=10, batch_size=8, epoch_steps=1, num_examples=8,
+  return BarlowTwins(config, model, RunFacts(num_steps=10, batch_size=8, epoch_steps=1, num_examples=8),
                      augment=brightness)
 
 
@@ -70,13 +71,13 @@ def test_method_loss_is_algorithm_1_of_the_two_views_projections(method):
   images = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': {}}
   rng = jax.random.key(3)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images}, rng)
+  loss, aux = jax.jit(method.objective)(variables['params'], model_state, {'image': images}, rng)
   x = jnp.concatenate(method.views({'image': images}, rng))
   z = method.model.apply(variables, x, train=True, heads=('projector',),
                          mutable=['batch_stats'])[0]['projector']
   z = np.asarray(z, np.float64)
   np.testing.assert_allclose(float(loss), _algorithm_1(z[:8], z[8:], 5e-3), rtol=1e-4)
-  assert set(aux['metrics']) == {'on_diagonal', 'off_diagonal'}
+  assert set(aux.metrics) == {'on_diagonal', 'off_diagonal'}
 
 
 @pytest.mark.parametrize('key,value', [('off_diagonal_weight', -1e-3), ('projector', (16, 0))])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tlu.methods.byol import BYOL
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.train.state import TrainState
 from tlu.unsupervised.ssl_losses import normalized_mse
@@ -39,7 +40,7 @@ def method():
   config = ml_collections.ConfigDict(BYOL.example_config())
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16}, BYOL.heads(config, 10))
   brightness = lambda key, x: x ** jax.random.uniform(key, (), minval=0.5, maxval=2.0)
-  return BYOL(config, model, num_steps=10, batch_size=4, epoch_steps=1, num_examples=4,
+  return BYOL(config, model, RunFacts(num_steps=10, batch_size=4, epoch_steps=1, num_examples=4),
               augment=brightness)
 
 
@@ -61,7 +62,7 @@ def test_loss_is_symmetrised_eq_2_of_online_predictions_and_target_projections(m
   images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': extra}
   rng = jax.random.key(1)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images}, rng)
+  loss, aux = jax.jit(method.objective)(variables['params'], model_state, {'image': images}, rng)
   x = jnp.concatenate(method.views({'image': images}, rng))
   q = method.model.apply(variables, x, train=True, heads=('projector', 'predictor'),
                          mutable=['batch_stats'])[0]['predictor']
@@ -70,12 +71,12 @@ def test_loss_is_symmetrised_eq_2_of_online_predictions_and_target_projections(m
   q, z = np.asarray(q, np.float64), np.asarray(z, np.float64)
   want = _eq_2(q[:4], z[4:]) + _eq_2(q[4:], z[:4])   # L + L~ (views swapped)
   np.testing.assert_allclose(float(loss), want, rtol=1e-4)
-  np.testing.assert_allclose(float(aux['metrics']['prediction_cosine']), 1 - want / 4,
+  np.testing.assert_allclose(float(aux.metrics['prediction_cosine']), 1 - want / 4,
                              rtol=1e-4)
   # The target's BatchNorm statistics move (train mode); its params only by after_update.
-  assert not np.allclose(aux['extra']['target']['batch_stats']['projector']['bn0']['mean'],
+  assert not np.allclose(aux.extra['target']['batch_stats']['projector']['bn0']['mean'],
                          extra['target']['batch_stats']['projector']['bn0']['mean'])
-  for t, t0 in zip(jax.tree.leaves(aux['extra']['target']['params']),
+  for t, t0 in zip(jax.tree.leaves(aux.extra['target']['params']),
                    jax.tree.leaves(extra['target']['params'])):
     np.testing.assert_array_equal(t, t0)
 

@@ -33,7 +33,7 @@ def test_aad_loss_and_banks_match_the_reference_iteration(step):
   state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(step),
            'extra': {'features': jnp.asarray(fea_bank, jnp.float32),
                      'scores': jnp.asarray(score_bank, jnp.float32)}}
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], state, batch, None)
+  loss, aux = jax.jit(method.objective)(variables['params'], state, batch, None)
 
   out, stats = method.model.apply(variables, jnp.asarray(batch['image'], jnp.float32) / 255,
                                   train=True, heads=('head',), mutable=['batch_stats'])
@@ -43,10 +43,10 @@ def test_aad_loss_and_banks_match_the_reference_iteration(step):
   want, want_fea, want_score = ref.aad_step(fea_bank, score_bank, features, softmax_out,
                                             index, K, alpha)
   np.testing.assert_allclose(float(loss), want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(float(aux['metrics']['alpha']), alpha, rtol=1e-6)
-  np.testing.assert_allclose(aux['extra']['features'], want_fea, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(aux['extra']['scores'], want_score, rtol=1e-5, atol=1e-6)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  np.testing.assert_allclose(float(aux.metrics['alpha']), alpha, rtol=1e-6)
+  np.testing.assert_allclose(aux.extra['features'], want_fea, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(aux.extra['scores'], want_score, rtol=1e-5, atol=1e-6)
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats['batch_stats'])[path], rtol=1e-5, atol=1e-6)
 
 

@@ -31,13 +31,13 @@ def test_afn_loss_is_tllibs_on_the_model_outputs(entropy_weight, batch_norm):
                                       batch_norm=batch_norm)
   batch = ref.paired_batch(9)
   state = ref.model_state(variables, 0)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], state, batch, None)
+  loss, aux = jax.jit(method.objective)(variables['params'], state, batch, None)
   out_s, out_t, stats = ref.paired_outputs(method, variables, batch)
   norm = ref.afn(out_s['features'], 0.3)[0] + ref.afn(out_t['features'], 0.3)[0]
   want = (ref.cross_entropy(out_s['head'], batch['label']) + 0.05 * norm +
           entropy_weight * ref.entropy(ref.softmax(out_t['head'])).mean())
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-  np.testing.assert_allclose(float(aux['metrics']['target_feature_norm']),
+  np.testing.assert_allclose(float(aux.metrics['target_feature_norm']),
                              np.linalg.norm(out_t['features'], axis=1).mean(), rtol=1e-5)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats)[path], rtol=1e-5, atol=1e-6)

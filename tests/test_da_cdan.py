@@ -56,7 +56,7 @@ def test_cdan_loss_is_tllibs_on_the_model_outputs(batch_norm, entropy, randomize
   method, variables = ref.make_method(cdan_lib.CDAN, batch_norm=batch_norm, entropy=entropy,
                                       randomized_dim=randomized_dim, domain_weight=0.7)
   batch = ref.paired_batch()
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], ref.model_state(variables, 3),
+  loss, aux = jax.jit(method.objective)(variables['params'], ref.model_state(variables, 3),
                                       batch, None)
   out_s, out_t, stats = ref.paired_outputs(method, variables, batch)
   f = np.concatenate([out_s['features'], out_t['features']])
@@ -72,9 +72,9 @@ def test_cdan_loss_is_tllibs_on_the_model_outputs(batch_norm, entropy, randomize
   transfer = ref.cdan_loss(1 / (1 + np.exp(d_logit)), out_s['head'], out_t['head'], entropy)
   want = ref.cross_entropy(out_s['head'], batch['label']) + 0.7 * transfer
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-  np.testing.assert_allclose(float(aux['metrics']['lambda']), math.tanh(5 * 3 / 10), rtol=1e-6)
-  np.testing.assert_allclose(aux['outputs']['features'], f, rtol=1e-5, atol=1e-6)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  np.testing.assert_allclose(float(aux.metrics['lambda']), math.tanh(5 * 3 / 10), rtol=1e-6)
+  np.testing.assert_allclose(aux.outputs['features'], f, rtol=1e-5, atol=1e-6)
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats)[path], rtol=1e-5, atol=1e-6)
 
 
@@ -83,7 +83,7 @@ def test_cdan_reverses_the_conditioned_discriminator_gradient_into_the_backbone_
   (the predictions that condition the discriminator carry no gradient, as in TLlib)."""
   method, variables = ref.make_method(cdan_lib.CDAN, batch_norm='joint', entropy=True)
   batch, step, model = ref.paired_batch(1), 6, method.model
-  grads, _ = jax.jit(jax.grad(method.loss_fn, has_aux=True))(
+  grads, _ = jax.jit(jax.grad(method.objective, has_aux=True))(
       variables['params'], ref.model_state(variables, step), batch, None)
 
   def parts(params):   # the two losses without any reversal, written out again

@@ -58,7 +58,7 @@ def test_dan_loss_is_tllibs_on_the_model_outputs(logits, linear, batch_norm):
   method, variables = ref.make_method(dan_lib.DAN, logits=logits, linear=linear,
                                       batch_norm=batch_norm, domain_weight=0.5)
   batch = ref.paired_batch(3)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], ref.model_state(variables, 0),
+  loss, aux = jax.jit(method.objective)(variables['params'], ref.model_state(variables, 0),
                                       batch, None)
   out_s, out_t, stats = ref.paired_outputs(method, variables, batch)
   transfer = ref.mk_mmd(out_s['features'], out_t['features'], ALPHAS, linear)
@@ -66,8 +66,8 @@ def test_dan_loss_is_tllibs_on_the_model_outputs(logits, linear, batch_norm):
     transfer += ref.mk_mmd(out_s['head'], out_t['head'], ALPHAS, linear)
   want = ref.cross_entropy(out_s['head'], batch['label']) + 0.5 * transfer
   np.testing.assert_allclose(float(loss), want, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(float(aux['metrics']['mmd']), transfer, rtol=1e-5, atol=1e-5)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  np.testing.assert_allclose(float(aux.metrics['mmd']), transfer, rtol=1e-5, atol=1e-5)
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats)[path], rtol=1e-5, atol=1e-6)
 
 

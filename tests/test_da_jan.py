@@ -29,15 +29,15 @@ def test_jmmd_matches_tllib(linear):
 def test_jan_loss_is_tllibs_on_the_model_outputs(batch_norm):
   method, variables = ref.make_method(jan_lib.JAN, batch_norm=batch_norm, domain_weight=2.0)
   batch = ref.paired_batch(4)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], ref.model_state(variables, 0),
+  loss, aux = jax.jit(method.objective)(variables['params'], ref.model_state(variables, 0),
                                       batch, None)
   out_s, out_t, stats = ref.paired_outputs(method, variables, batch)
   transfer = ref.jmmd((out_s['features'], ref.softmax(out_s['head'])),
                       (out_t['features'], ref.softmax(out_t['head'])), TLLIB_KERNELS, False)
   want = ref.cross_entropy(out_s['head'], batch['label']) + 2.0 * transfer
   np.testing.assert_allclose(float(loss), want, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(float(aux['metrics']['jmmd']), transfer, rtol=1e-5, atol=1e-5)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  np.testing.assert_allclose(float(aux.metrics['jmmd']), transfer, rtol=1e-5, atol=1e-5)
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats)[path], rtol=1e-5, atol=1e-6)
 
 
@@ -46,7 +46,7 @@ def test_jan_trains_the_classifier_through_the_softmax_kernel():
   method, variables = ref.make_method(jan_lib.JAN, batch_norm='joint')
   batch = ref.paired_batch(5)
   state = ref.model_state(variables, 0)
-  grad_of_loss = lambda p: jax.grad(lambda q: method.loss_fn(q, state, batch, None)[0])(p)
+  grad_of_loss = lambda p: jax.grad(lambda q: method.loss_fn(q, state, batch, None).loss)(p)
   grads = grad_of_loss(variables['params'])
   method.config.domain_weight = 0.0
   grads_ce = grad_of_loss(variables['params'])

@@ -42,10 +42,10 @@ def test_entropy_weights_carry_no_gradient():
 def test_mcc_loss_is_tllibs_on_the_model_outputs(batch_norm):
   method, variables = ref.make_method(mcc_lib.MCC, batch_norm=batch_norm, domain_weight=0.8)
   batch = ref.paired_batch(6)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], ref.model_state(variables, 0),
+  loss, aux = jax.jit(method.objective)(variables['params'], ref.model_state(variables, 0),
                                       batch, None)
   out_s, out_t, stats = ref.paired_outputs(method, variables, batch)
   want = ref.cross_entropy(out_s['head'], batch['label']) + 0.8 * ref.mcc(out_t['head'], 2.5)
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats)[path], rtol=1e-5, atol=1e-6)

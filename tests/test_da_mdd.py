@@ -26,7 +26,7 @@ def test_margin_disparity_matches_tllib(margin):
 def test_mdd_loss_is_tllibs_on_the_model_outputs(batch_norm):
   method, variables = ref.make_method(mdd_lib.MDD, batch_norm=batch_norm, domain_weight=0.5)
   batch = ref.paired_batch(7)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], ref.model_state(variables, 4),
+  loss, aux = jax.jit(method.objective)(variables['params'], ref.model_state(variables, 4),
                                       batch, None)
   out_s, out_t, stats = ref.paired_outputs(method, variables, batch)
   adv = lambda f: np.asarray(method.model.apply({'params': variables['params']}, 'adv_head',
@@ -37,9 +37,9 @@ def test_mdd_loss_is_tllibs_on_the_model_outputs(batch_norm):
   # TLlib's script: loss = cls_loss + trade_off * transfer_loss, transfer_loss = -mdd(...).
   want = ref.cross_entropy(out_s['head'], batch['label']) + 0.5 * -disparity
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-  np.testing.assert_allclose(float(aux['metrics']['lambda']), 0.1 * math.tanh(5 * 4 / 10),
+  np.testing.assert_allclose(float(aux.metrics['lambda']), 0.1 * math.tanh(5 * 4 / 10),
                              rtol=1e-6)
-  for path, value in ref.flat(aux['batch_stats']).items():
+  for path, value in ref.flat(aux.batch_stats).items():
     np.testing.assert_allclose(value, ref.flat(stats)[path], rtol=1e-5, atol=1e-6)
 
 
@@ -48,7 +48,7 @@ def test_mdd_adversary_maximises_the_disparity_and_the_features_minimise_it():
   main head: grad CE only (D reads its argmax)."""
   method, variables = ref.make_method(mdd_lib.MDD, batch_norm='joint', domain_weight=0.5)
   batch, step, model = ref.paired_batch(8), 7, method.model
-  grads, _ = jax.jit(jax.grad(method.loss_fn, has_aux=True))(
+  grads, _ = jax.jit(jax.grad(method.objective, has_aux=True))(
       variables['params'], ref.model_state(variables, step), batch, None)
 
   def parts(params):   # the two terms without reversal, written out again

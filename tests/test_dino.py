@@ -9,6 +9,7 @@ import pytest
 
 from tlu.data import augment as augment_lib
 from tlu.methods.dino import DINO, dino_loss, teacher_probabilities, update_center
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.train.state import TrainState
 
@@ -91,7 +92,7 @@ def make_method(spec=None, pool='flatten', use_bn=True):
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16, 'pool': pool,
                        'use_bn': use_bn}, DINO.heads(config, 10))
   augment = augment_lib.make_augment(spec) if spec else (lambda key, x: x)
-  return DINO(config, model, num_steps=10, batch_size=4, epoch_steps=1, num_examples=4,
+  return DINO(config, model, RunFacts(num_steps=10, batch_size=4, epoch_steps=1, num_examples=4),
               augment=augment)
 
 
@@ -116,7 +117,7 @@ def test_method_loss_teacher_on_global_views_student_on_all():
     # Gradients with respect to the student's parameters and to the method state (the
     # teacher's parameters and the centre), which must be zero: the teacher is a constant.
     (loss, aux), (grads, extra_grads) = jax.value_and_grad(
-        lambda p, ex: method.loss_fn(p, {**model_state, 'extra': ex}, {'image': images}, key),
+        lambda p, ex: method.objective(p, {**model_state, 'extra': ex}, {'image': images}, key),
         argnums=(0, 1), has_aux=True)(params, {**model_state['extra'], 'target': target})
     views = method.augment.views(key, jnp.asarray(images, jnp.float32) / 255)
     apply = lambda v, x: method.model.apply(v, x, heads=heads)['prototypes']
@@ -131,7 +132,7 @@ def test_method_loss_teacher_on_global_views_student_on_all():
   center = np.asarray(extra['center'], np.float64)
   np.testing.assert_allclose(float(loss), reference_multicrop_loss(student, teacher, center),
                              rtol=1e-4)
-  np.testing.assert_allclose(aux['extra']['center'],
+  np.testing.assert_allclose(aux.extra['center'],
                              0.9 * center + 0.1 * np.concatenate(teacher).mean(0), rtol=1e-4,
                              atol=1e-6)
   assert set(grads) == {'backbone', 'projector', 'prototypes'}
@@ -149,7 +150,7 @@ def test_two_views_of_a_plain_augmentation():
   assert set(extra) == {'target', 'center'} and extra['center'].shape == (32,)
   images = np.random.default_rng(4).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(0), 'extra': extra}
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images},
+  loss, aux = jax.jit(method.objective)(variables['params'], model_state, {'image': images},
                                       jax.random.key(1))
   x = jnp.concatenate([images, images]).astype(jnp.float32) / 255   # identity augmentation
   heads = ('projector', 'prototypes')
@@ -159,7 +160,7 @@ def test_two_views_of_a_plain_augmentation():
   np.testing.assert_allclose(float(loss), H(t[:4], s[4:], 0.0) / 2 + H(t[4:], s[:4], 0.0) / 2,
                              rtol=1e-4)
   # The teacher's BatchNorm statistics moved in train mode; its params did not.
-  assert not np.allclose(aux['extra']['target']['batch_stats']['backbone']['bn0']['mean'],
+  assert not np.allclose(aux.extra['target']['batch_stats']['backbone']['bn0']['mean'],
                          extra['target']['batch_stats']['backbone']['bn0']['mean'])
 
 

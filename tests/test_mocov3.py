@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tlu.methods.facts import RunFacts
 from tlu.methods.mocov3 import MoCoV3
 from tlu.models import build_model
 from tlu.train.state import TrainState
@@ -64,7 +65,7 @@ def method():
   config = ml_collections.ConfigDict(MoCoV3.example_config())
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       MoCoV3.heads(config, 10))
-  return MoCoV3(config, model, num_steps=10, batch_size=4, epoch_steps=1, num_examples=4,
+  return MoCoV3(config, model, RunFacts(num_steps=10, batch_size=4, epoch_steps=1, num_examples=4),
                 augment=_TwoViews())
 
 
@@ -79,7 +80,7 @@ def test_loss_is_symmetrised_ctr_of_online_queries_and_momentum_keys(method):
   # The loss, and its gradients with respect to the online parameters and to the momentum
   # encoder's (which must be zero: keys are constants of the loss), in one compile.
   grad = jax.jit(jax.value_and_grad(
-      lambda p, target_params: method.loss_fn(
+      lambda p, target_params: method.objective(
           p, {**model_state, 'extra': {'target': {**extra['target'], 'params': target_params}}},
           batch, key), argnums=(0, 1), has_aux=True))
   (loss, aux), (grads, target_grads) = grad(variables['params'], extra['target']['params'])
@@ -102,7 +103,7 @@ def test_loss_is_symmetrised_ctr_of_online_queries_and_momentum_keys(method):
   for block, tree in grads.items():
     assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(tree)), block
   # The target's statistics moved (train-mode BN).
-  assert not np.allclose(aux['extra']['target']['batch_stats']['projector']['bn0']['mean'],
+  assert not np.allclose(aux.extra['target']['batch_stats']['projector']['bn0']['mean'],
                          extra['target']['batch_stats']['projector']['bn0']['mean'])
 
 

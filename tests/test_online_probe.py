@@ -61,13 +61,13 @@ def test_the_probe_leaves_every_other_gradient_as_it_was(name):
   assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(g_off[PROBE]))
   assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(g_on[PROBE]))
   # The probe's loss: the CE of features @ W + b over every view the method returned.
-  features = np.asarray(aux['outputs']['features'], np.float64)
+  features = np.asarray(aux.outputs['features'], np.float64)
   w, b = (np.asarray(params[PROBE][k], np.float64) for k in ('kernel', 'bias'))
   logits = features @ w + b
   labels = np.tile(batch['label'], len(features) // len(batch['label']))
   log_p = logits - logits.max(1, keepdims=True)
   log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
-  np.testing.assert_allclose(aux['metrics']['online_probe_loss'],
+  np.testing.assert_allclose(aux.metrics['online_probe_loss'],
                              -log_p[np.arange(len(labels)), labels].mean(), rtol=1e-5)
 
 

@@ -11,6 +11,7 @@ import pytest
 import ml_collections
 from conftest import read_jsonl, run_stage
 from tlu.data.augment import make_augment
+from tlu.methods.facts import RunFacts
 from tlu.methods.simclr import SimCLR
 from tlu.models import build_model
 from tlu.unsupervised.contrastive import nt_xent
@@ -22,7 +23,7 @@ REPRESENTATION_METRICS = ('knn_accuracy', 'linear_probe_accuracy', 'few_shot_pro
 def _simclr(augment, temperature):
   config = ml_collections.ConfigDict(dict(temperature=temperature, projector=(16, 8)))
   model = build_model({'name': 'cnn', 'features': 32}, SimCLR.heads(config, 10))
-  return SimCLR(config, model, num_steps=1, batch_size=6, epoch_steps=1, num_examples=6,
+  return SimCLR(config, model, RunFacts(num_steps=1, batch_size=6, epoch_steps=1, num_examples=6),
                 augment=augment)
 
 
@@ -38,7 +39,7 @@ def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
   # Noise-only views: cheap to compile, and still different for the two keys.
   augment = make_augment({'noise_prob': 1.0, 'noise_std': 0.1})
   key = jax.random.key(3)
-  loss, aux = jax.jit(_simclr(augment, 0.3).loss_fn)(
+  loss, aux = jax.jit(_simclr(augment, 0.3).objective)(
       variables['params'], {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': {}},
       batch, key)
 
@@ -56,8 +57,8 @@ def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
   assert not np.allclose(view1, view2)
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   for k, v in expected_metrics.items():
-    np.testing.assert_allclose(aux['metrics'][k], v, rtol=1e-5, atol=1e-6)
-  for a, b in zip(jax.tree.leaves(aux['batch_stats']), jax.tree.leaves(expected_stats)):
+    np.testing.assert_allclose(aux.metrics[k], v, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(aux.batch_stats), jax.tree.leaves(expected_stats)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

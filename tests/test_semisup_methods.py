@@ -10,8 +10,9 @@ import pytest
 
 import usb_reference as usb
 from tlu import methods
+from tlu.data.loader import labelled_unlabelled_iterator
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
-from tlu.semisup.batches import labelled_unlabelled_iterator
 from tlu.semisup.views import make_view
 from tlu.train.state import TrainState
 
@@ -50,7 +51,8 @@ def build(model, name, **overrides):
   cls = methods.get(name)
   config = ml_collections.ConfigDict({**cls.example_config(), **VIEWS, **overrides})
   cls.check(config)
-  return cls(config, model, num_steps=STEPS, batch_size=B, epoch_steps=1, num_examples=U)
+  return cls(config, model, RunFacts(num_steps=STEPS, batch_size=B, epoch_steps=1,
+                                     num_examples=U, num_unlabelled=U))
 
 
 def forward(variables, images):

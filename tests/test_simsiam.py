@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tlu.methods.facts import RunFacts
 from tlu.methods.simsiam import SimSiam
 from tlu.models import build_model
 from tlu.unsupervised.ssl_losses import negative_cosine
@@ -35,7 +36,7 @@ def setup():
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       SimSiam.heads(config, 10))
   brightness = lambda key, x: x ** jax.random.uniform(key, (), minval=0.5, maxval=2.0)
-  method = SimSiam(config, model, num_steps=10, batch_size=8, epoch_steps=1, num_examples=8,
+  method = SimSiam(config, model, RunFacts(num_steps=10, batch_size=8, epoch_steps=1, num_examples=8),
                    augment=brightness)
   variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   images = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 1), dtype=np.uint8)
@@ -52,7 +53,7 @@ def _outputs(method, params, variables, batch, rng):
 def test_loss_is_algorithm_1(setup):
   method, variables, batch, model_state = setup
   rng = jax.random.key(3)
-  loss, _ = jax.jit(method.loss_fn)(variables['params'], model_state, batch, rng)
+  loss, _ = jax.jit(method.objective)(variables['params'], model_state, batch, rng)
   out = _outputs(method, variables['params'], variables, batch, rng)
   p, z = np.asarray(out['predictor'], np.float64), np.asarray(out['projector'], np.float64)
   p1, p2, z1, z2 = p[:8], p[8:], z[:8], z[8:]
@@ -63,7 +64,7 @@ def test_gradient_flows_through_the_predictions_only(setup):
   # stopgrad(z): the gradient is that of the loss with z computed from constant parameters.
   method, variables, batch, model_state = setup
   rng = jax.random.key(3)
-  grads = jax.grad(lambda p: method.loss_fn(p, model_state, batch, rng)[0])(variables['params'])
+  grads = jax.grad(lambda p: method.loss_fn(p, model_state, batch, rng).loss)(variables['params'])
   z = _outputs(method, variables['params'], variables, batch, rng)['projector']
   z1, z2 = jnp.split(z, 2)   # constants
 

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tlu.methods.facts import RunFacts
 from tlu.methods.supcon import SupCon, supcon_loss
 from tlu.models import build_model
 from tlu.unsupervised.contrastive import nt_xent
@@ -55,13 +56,13 @@ def test_method_reads_labels_and_trains_on_two_views():
   config = ml_collections.ConfigDict(SupCon.example_config())
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       SupCon.heads(config, 3))
-  method = SupCon(config, model, num_steps=4, batch_size=4, epoch_steps=1, num_examples=4,
+  method = SupCon(config, model, RunFacts(num_steps=4, batch_size=4, epoch_steps=1, num_examples=4),
                   augment=lambda key, x: x)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   images = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
   labels = np.array([0, 1, 0, 2])
   model_state = {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': {}}
-  loss, _ = method.loss_fn(variables['params'], model_state,
+  loss, _ = method.objective(variables['params'], model_state,
                            {'image': images, 'label': labels}, jax.random.key(1))
   x = jnp.concatenate([images, images]).astype(jnp.float32) / 255
   z = model.apply(variables, x, train=True, heads=('projector',),

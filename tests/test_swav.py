@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tlu.data import augment as augment_lib
+from tlu.methods.facts import RunFacts
 from tlu.methods.swav import Prototypes, SwAV, swav_loss
 from tlu.models import build_model
 from tlu.train.state import TrainState
@@ -114,7 +115,7 @@ def make_method(config=None, spec=None, pool='flatten'):
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16, 'pool': pool},
                       SwAV.heads(config, 10))
   augment = augment_lib.make_augment(spec) if spec else (lambda key, x: x)
-  return SwAV(config, model, num_steps=10, batch_size=4, epoch_steps=1, num_examples=4,
+  return SwAV(config, model, RunFacts(num_steps=10, batch_size=4, epoch_steps=1, num_examples=4),
               augment=augment)
 
 
@@ -126,7 +127,7 @@ def test_method_loss_is_the_reference_loss_of_its_multi_crop_outputs():
   variables = jax.jit(method.model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   images = np.random.default_rng(5).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(3), 'extra': {}}
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images},
+  loss, aux = jax.jit(method.objective)(variables['params'], model_state, {'image': images},
                                       jax.random.key(1))
   # Independently: each resolution through the backbone, heads on all crops together.
   views = method.augment.views(jax.random.key(1), jnp.asarray(images, jnp.float32) / 255)
@@ -142,7 +143,7 @@ def test_method_loss_is_the_reference_loss_of_its_multi_crop_outputs():
             (kernel / np.linalg.norm(kernel, axis=0)))
   want = numpy_swav_loss(output, 6, [0, 1], 4, 0.1, 0.05, 3)
   np.testing.assert_allclose(float(loss), want, rtol=2e-4)
-  assert aux['outputs']['features'].shape == (12, 16)   # the global views'
+  assert aux.outputs['features'].shape == (12, 16)   # the global views'
 
 
 def test_prototypes_are_frozen_for_the_first_steps_then_learn():
@@ -153,7 +154,7 @@ def test_prototypes_are_frozen_for_the_first_steps_then_learn():
   def grads(step):
     model_state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(step), 'extra': {}}
     return jax.grad(lambda p: method.loss_fn(p, model_state, {'image': images},
-                                             jax.random.key(1))[0])(variables['params'])
+                                             jax.random.key(1)).loss)(variables['params'])
   assert method.config.freeze_prototypes_steps == 1
   np.testing.assert_array_equal(grads(0)['prototypes']['kernel'], 0.0)
   assert np.abs(grads(1)['prototypes']['kernel']).max() > 0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from global_batch_check import run_on_eight_devices
+from tlu.methods.facts import RunFacts
 from tlu.methods.vicreg import VICReg
 from tlu.models import build_model
 from tlu.unsupervised.ssl_losses import vicreg
@@ -67,7 +68,7 @@ def method():
   model = build_model({'name': 'cnn', 'widths': (8, 16), 'features': 16},
                       VICReg.heads(config, 10))
   brightness = lambda key, x: x ** jax.random.uniform(key, (), minval=0.5, maxval=2.0)
-  return VICReg(config, model, num_steps=10, batch_size=8, epoch_steps=1, num_examples=8,
+  return VICReg(config, model, RunFacts(num_steps=10, batch_size=8, epoch_steps=1, num_examples=8),
                 augment=brightness)
 
 
@@ -76,7 +77,7 @@ def test_method_loss_is_algorithm_1_of_the_two_views_projections(method):
   images = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 1), dtype=np.uint8)
   model_state = {'batch_stats': variables['batch_stats'], 'step': 0, 'extra': {}}
   rng = jax.random.key(3)
-  loss, aux = jax.jit(method.loss_fn)(variables['params'], model_state, {'image': images}, rng)
+  loss, aux = jax.jit(method.objective)(variables['params'], model_state, {'image': images}, rng)
   x = jnp.concatenate(method.views({'image': images}, rng))
   z = method.model.apply(variables, x, train=True, heads=('projector',),
                          mutable=['batch_stats'])[0]['projector']
@@ -85,7 +86,7 @@ def test_method_loss_is_algorithm_1_of_the_two_views_projections(method):
   want = _algorithm_1(z[:8], z[8:], c.invariance_weight, c.variance_weight, c.covariance_weight,
                       c.gamma, c.eps)[0]
   np.testing.assert_allclose(float(loss), want, rtol=1e-4)
-  assert set(aux['metrics']) == {'invariance', 'variance', 'covariance'}
+  assert set(aux.metrics) == {'invariance', 'variance', 'covariance'}
 
 
 @pytest.mark.parametrize('key,value', [('invariance_weight', -1.0), ('variance_weight', -1.0),

@@ -127,6 +127,29 @@ def paired_iterator(source, target, global_batch, *, seed, process_index=0, proc
   return _stream(make_batch, [src, tgt])
 
 
+def labelled_unlabelled_iterator(labelled, unlabelled, global_batch, ratio, *, seed,
+                                 process_index=0, process_count=1):
+  """Endless semi-supervised batches: B = `global_batch` labelled and ratio * B unlabelled.
+
+  {'image': (B, H, W, C), 'label': (B,), 'unlabelled_image': (ratio B, H, W, C),
+  'unlabelled_index': (ratio B,) int32 positions in `unlabelled` (for per-example
+  state)}, process-local. Two seeded shuffles, the unlabelled one on its own seed
+  stream, each with a new order every epoch of its own split; only the unlabelled
+  split's images are read.
+  """
+  _check(global_batch, process_count)
+  lb, ulb = _Examples(labelled, ('image', 'label')), _Examples(unlabelled, ('image',))
+  lb_order, ulb_order = _Order(len(labelled), seed), _Order(len(unlabelled), seed, stream=(2,))
+
+  def make_batch(step):
+    idx = ulb_order(_positions(step, ratio * global_batch, process_index, process_count))
+    return {**lb.read(lb_order(_positions(step, global_batch, process_index, process_count))),
+            'unlabelled_image': ulb.read(idx)['image'],
+            'unlabelled_index': idx.astype(np.int32)}
+
+  return _stream(make_batch, [lb, ulb])
+
+
 def eval_batches(source, global_batch, *, process_index=0, process_count=1,
                  keys=('image', 'label')):
   """One ordered pass: process-local batches padded to a fixed size, with a bool `mask`."""

@@ -1,22 +1,15 @@
-"""Methods, found by name: `tlu.methods.get('simclr')` imports `tlu/methods/simclr.py`.
+"""Methods, found by name: `tlu.methods.get('simclr')` is the class registered as 'simclr'.
 
-A method is one file that defines one `tlu.methods.base.Method` subclass decorated
-with `@register`; its module name is its name. Nothing else lists the methods.
+A method is one file of this package that defines one `tlu.methods.base.Method` subclass
+decorated with `@METHODS.register('<name>')`. Every module here is imported before a
+lookup, so a new method is one new file that nothing else lists; modules that register
+nothing are shared building blocks (base, facts, output, layouts, phases, bsp, momentum,
+paired).
 """
 
-import sys
+from tlu.registry import Registry
 
-from tlu import plugins
-from tlu.methods.base import Method, register  # noqa: F401
+METHODS = Registry('method', 'tlu.methods')
+names, get = METHODS.names, METHODS.get
 
-_NOT_METHODS = ('base', 'output')
-
-
-def names():
-  """Every method file in this package, sorted."""
-  return plugins.names(sys.modules[__name__], _NOT_METHODS)
-
-
-def get(name):
-  """The Method subclass called `name`; ValueError naming the known ones if there is none."""
-  return plugins.load(sys.modules[__name__], name, 'method', _NOT_METHODS).METHOD
+from tlu.methods.base import Method  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
 from tlu.train import mesh as mesh_lib
@@ -61,7 +63,7 @@ def dispersion_weight(step, num_steps, alpha, beta):
   return alpha * (1.0 + 10.0 * jnp.asarray(step, jnp.float32) / num_steps) ** (-beta)
 
 
-@register
+@METHODS.register('aad')
 class AaD(Method):
   """Loss = attract + alpha(t) * disperse (see the module docstring).
 
@@ -72,7 +74,6 @@ class AaD(Method):
   """
   inputs = 'indexed'
   from_source = True
-  uses_num_examples = True   # one bank row per target example
 
   def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
@@ -98,11 +99,11 @@ class AaD(Method):
   def init_extra(self, variables, rng):
     del rng
     features_dim, num_classes = variables['params']['head']['kernel'].shape
-    if self.config.k + 1 > self.num_examples:
+    if self.config.k + 1 > self.facts.num_examples:
       raise ValueError(f'method.k={self.config.k}: needs more than k + 1 = {self.config.k + 1} '
-                       f'target examples, the split has {self.num_examples}')
-    return {'features': jnp.zeros((self.num_examples, features_dim), jnp.float32),
-            'scores': jnp.zeros((self.num_examples, num_classes), jnp.float32)}
+                       f'target examples, the split has {self.facts.num_examples}')
+    return {'features': jnp.zeros((self.facts.num_examples, features_dim), jnp.float32),
+            'scores': jnp.zeros((self.facts.num_examples, num_classes), jnp.float32)}
 
   def host_update(self, state, host):
     """Fills the banks from the current (source) model before the first step."""
@@ -122,11 +123,11 @@ class AaD(Method):
     bank = extra['features'].at[index].set(query)
     scores = extra['scores'].at[index].set(jax.lax.stop_gradient(probs))
     near = neighbours(query, bank, self.config.k)
-    alpha = dispersion_weight(model_state['step'], self.num_steps, self.config.alpha,
+    alpha = dispersion_weight(model_state['step'], self.facts.num_steps, self.config.alpha,
                               self.config.beta)
     loss, attract, disperse = attract_disperse(probs, scores[near], alpha)
     agreement = jnp.mean(jnp.argmax(scores[near], -1) == jnp.argmax(probs, -1)[:, None])
     metrics = {'attract': attract, 'disperse': disperse, 'alpha': alpha,
                'neighbour_agreement': agreement}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out,
-                  'extra': {**extra, 'features': bank, 'scores': scores}}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out,
+                      extra={**extra, 'features': bank, 'scores': scores})

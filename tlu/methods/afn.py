@@ -19,8 +19,9 @@ The norm is that of the backbone features (TLlib's: its bottleneck block's outpu
 import jax
 import jax.numpy as jnp
 
-from tlu.adapt import paired
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS, paired
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 EPSILON = 1e-5  # TLlib's epsilon inside the entropy's log
@@ -43,7 +44,7 @@ def mean_entropy(logits):
   return jnp.mean(-jnp.sum(p * jnp.log(p + EPSILON), axis=-1))
 
 
-@register
+@METHODS.register('afn')
 class AFN(Method):
   """Loss = CE(head(f_s), y_s) + domain_weight * (AFN(f_s) + AFN(f_t)) + entropy_weight * H(p_t).
 
@@ -79,5 +80,5 @@ class AFN(Method):
     metrics = {'source_accuracy': source_acc, 'class_loss': class_loss, 'norm_loss': norm_loss,
                'target_entropy': target_entropy, 'source_feature_norm': norms(out_s['features']),
                'target_feature_norm': norms(out_t['features'])}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': paired.outputs(out_s, out_t)}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs=paired.outputs(out_s, out_t))

@@ -11,12 +11,14 @@ loss is written over the whole (N, d) arrays, so GSPMD reduces across devices
 
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.ssl_losses import barlow_twins
 
 
-@register
+@METHODS.register('barlow_twins')
 class BarlowTwins(Method):
   """loss = `barlow_twins`(z1, z2, lambda), z = projector(f(x)) of the two views.
 
@@ -47,4 +49,4 @@ class BarlowTwins(Method):
     out, batch_stats = self.forward(params, model_state, views, ('projector',))
     z1, z2 = jnp.split(out['projector'], 2)
     loss, metrics = barlow_twins(z1, z2, self.config.off_diagonal_weight)
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out)

@@ -1,41 +1,51 @@
 """What a method is: the objective of one training run, and everything it owns.
 
-A method file defines a subclass of `Method` and registers it (`@register`, which
-sets `METHOD` in its module so `tlu.methods.get(name)` finds it). It says:
+A method file defines a subclass of `Method` and registers it under its name
+(`@METHODS.register('simclr')`, `tlu.methods.METHODS`). It is built as
+`cls(config.method, model, facts, augment)`, `facts` the run's `RunFacts`
+(`tlu.methods.facts`: steps, batch size, steps per epoch, examples, classes, ...), and says:
   - `heads(config, num_classes)`: the heads it needs on top of the backbone;
   - `init_extra(variables, rng)`: method state beside the parameters (EMA target,
     queue, centre, pseudo-labels), kept in `TrainState.extra` and checkpointed;
-  - `loss_fn(params, model_state, batch, rng) -> (loss, aux)`: pure, jit-compiled;
+  - `loss_fn(params, model_state, batch, rng) -> LossOutput` (`tlu.methods.output`): pure,
+    jit-compiled; its `batch_stats` are the updated BatchNorm statistics, the same tree as
+    the model's (the train step raises otherwise);
+  - `phases`: optional, several update phases per step over parts of the parameters,
+    each with its own loss and optimizer state (`tlu.methods.phases`; MCD's three);
   - `after_update(state) -> state`: optional, inside the jit step after the optimizer;
   - `host_update(state, host) -> (state, {split: metrics})`: optional host hook run
     before the first step and every `host_every` steps (SHOT's pseudo-labels); what it
     changes goes into `state.extra`, so resume is exact;
-  - `batches(splits, ...)`: which data it reads (labelled, images only, paired
-    source+target, indexed target images);
+  - `inputs`: the batch layout it reads, a name in `tlu.methods.layouts.LAYOUTS`
+    (labelled, images, paired source + target, indexed, labelled + unlabelled at a ratio);
   - `check(config)`: the ranges of its config values (ValueError naming key and value).
 The loop, the step, checkpoints, freezing and evaluation belong to the house.
 
 The online linear probe (solo-learn's protocol) is the house's too: with the task's
 `online_probe` on, `model_heads` adds a linear classifier `online_probe` on the backbone
 features and `objective` (what the train step differentiates) adds its cross-entropy on
-`jax.lax.stop_gradient` of the features the method returned in `aux['outputs']`, so the
-backbone's and the method's heads' gradients are the method's alone. 'images' methods
-then read labels too; only the probe uses them.
+`jax.lax.stop_gradient` of the features the method returned in `outputs['features']`, so
+the backbone's and the method's heads' gradients are the method's alone. 'images'
+methods then read labels too; only the probe uses them.
 
 Regularisers compose by subclassing: a method variant that adds a penalty (BSP on
 DANN, L2-SP on fine-tuning) is a method file whose `loss_fn` calls the parent's
 and adds its term, and whose `init_extra` adds the state the penalty needs (the
-source weights for L2-SP) beside the parent's; `aux['outputs']` (features,
-logits) lets the penalty reuse the parent's forward pass.
+source weights for L2-SP) beside the parent's; the parent's `outputs` (features,
+logits) let the penalty reuse its forward pass. Building blocks several methods share
+(the BSP penalty, the paired forward, the momentum target) are modules of
+`tlu/methods/` that register nothing.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from tlu.data import augment as augment_lib, loader
+from tlu.data import augment as augment_lib
+from tlu.methods import layouts
+from tlu.methods.facts import RunFacts
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
-from tlu.models.norm import Mode
 
 PROBE = 'online_probe'   # the online linear probe's head (and parameter subtree) name
 PROBE_INPUTS = ('labelled', 'images')   # batches that can carry labels for the probe
@@ -48,40 +58,30 @@ def check_widths(config, *keys):
       raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
 
 
-def register(cls):
-  """Class decorator: marks `cls` as its module's method (found by the module's name)."""
-  import sys  # pylint: disable=import-outside-toplevel
-  module = sys.modules[cls.__module__]
-  cls.name = module.__name__.rsplit('.', 1)[-1]
-  module.METHOD = cls
-  return cls
-
-
 class Method:
   """Base class; subclasses override what they need (see the module docstring).
 
   Attributes set at construction:
     config: the method's config block (`config.method`: its `name` and hyperparameters).
     model: the `tlu.models.Model` with the heads of `heads()`.
-    num_steps: the run's number of optimizer steps (schedules such as GRL's lambda).
-    batch_size: the global training batch; epoch_steps: steps per pass over splits.train;
-    num_examples: len(splits.train).
+    facts: the run's `RunFacts` (steps, batch size, steps per epoch, examples, classes,
+      image shape, frozen patterns, online probe), part of the compile key.
     mode: the `Mode` that training forward passes use (frozen BatchNorm layers).
     augment: on-device `augment(key, images) -> images` or None.
-    host_every: steps between `host_update` calls (0: only before the first step, if at all).
-    online_probe: train the online linear probe beside the method (`objective`).
+  Class attributes: `inputs` (a layout of `tlu.methods.layouts.LAYOUTS`), `host_every`
+  (steps between `host_update` calls; 0: only before the first step, if at all),
+  `from_source` (starts from a trained source model), `phases` (`tlu.methods.phases`).
   """
   name = ''
-  inputs = 'labelled'   # 'labelled' | 'images' | 'paired' | 'indexed' (see `batches`)
+  inputs = 'labelled'   # a name in tlu.methods.layouts.LAYOUTS (see `batches`)
   from_source = False   # starts from a trained source model (source-free adaptation)
-  uses_num_examples = False   # its state or schedule depends on len(splits.train)
   host_every = 0
+  unlabelled_ratio = 1   # 'labelled_unlabelled': unlabelled images per labelled one (mu)
+  phases = ()   # () : one update of every parameter by `objective`; else `Phase`s in order
 
-  def __init__(self, config, model, *, num_steps, batch_size, epoch_steps, num_examples,
-               mode=Mode(True), augment=None, online_probe=False):
-    self.config, self.model, self.num_steps, self.mode = config, model, num_steps, mode
-    self.batch_size, self.epoch_steps, self.augment = batch_size, epoch_steps, augment
-    self.num_examples, self.online_probe = num_examples, online_probe
+  def __init__(self, config, model, facts: RunFacts, augment=None):
+    self.config, self.model, self.facts, self.augment = config, model, facts, augment
+    self.mode = facts.mode
 
   # ------------------------------------------------------------------ what a method declares
 
@@ -113,26 +113,30 @@ class Method:
     del variables, rng
     return {}
 
-  def loss_fn(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng) -> LossOutput:
     raise NotImplementedError
 
-  def objective(self, params, model_state, batch, rng):
-    """What the train step differentiates: `loss_fn`, plus the online probe's loss when on.
+  def objective(self, params, model_state, batch, rng, loss_fn=None):
+    """What the train step differentiates: (loss, `LossOutput`) of `loss_fn` (or of the
+    phase's `loss_fn`), plus the online probe's loss when on.
 
     The probe's loss is the mean cross-entropy of `online_probe` on stop_gradient of
-    aux['outputs']['features'] (V * N rows: the V views the method returned, in view
-    order) against batch['label'] (N,) repeated per view, as solo-learn averages over
-    its large crops. Returns (method loss + probe loss, aux) with aux['metrics'] also
-    holding 'loss' (the method's own, the logged loss), 'online_probe_loss' and
-    'online_probe_accuracy' (on the training views).
+    outputs['features'] (V * N rows: the V views the method returned, in view order)
+    against batch['label'] (N,) repeated per view, as solo-learn averages over its large
+    crops. With the probe the returned record's metrics also hold 'loss' (the method's
+    own, the logged loss), 'online_probe_loss' and 'online_probe_accuracy' (on the
+    training views).
     """
-    loss, aux = self.loss_fn(params, model_state, batch, rng)
-    if not self.online_probe:
-      return loss, aux
-    features = aux.get('outputs', {}).get('features')
+    out = (loss_fn or self.loss_fn)(params, model_state, batch, rng)
+    if not isinstance(out, LossOutput):
+      raise TypeError(f'{self.name}.loss_fn must return a tlu.methods.output.LossOutput, '
+                      f'not {type(out).__name__}')
+    if not self.facts.online_probe:
+      return out.loss, out
+    features = out.outputs.get('features')
     labels = batch['label']
     if features is None or features.shape[0] % labels.shape[0]:
-      raise ValueError(f'online_probe: {self.name} must return aux["outputs"]["features"] '
+      raise ValueError(f'online_probe: {self.name} must return outputs["features"] '
                        f'of whole views of the batch ({labels.shape[0]} rows each)')
     labels = jnp.tile(labels, features.shape[0] // labels.shape[0])
     logits = self.model.apply({'params': params}, PROBE,
@@ -140,9 +144,9 @@ class Method:
                               method='apply_head')
     probe_loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-    metrics = {**aux.get('metrics', {}), 'loss': loss, 'online_probe_loss': probe_loss,
+    metrics = {**out.metrics, 'loss': out.loss, 'online_probe_loss': probe_loss,
                'online_probe_accuracy': accuracy}
-    return loss + probe_loss, {**aux, 'metrics': jax.lax.stop_gradient(metrics)}
+    return out.loss + probe_loss, out.replace(metrics=jax.lax.stop_gradient(metrics))
 
   def after_update(self, state):
     return state
@@ -155,25 +159,10 @@ class Method:
     return state, {}
 
   def batches(self, splits, *, seed, process_index=0, process_count=1):
-    """The training iterator (grain-style get_state/set_state).
-
-    'labelled': {'image', 'label'} of splits.train; 'images': {'image'} of splits.train;
-    'paired': splits.train's {'image', 'label'} with splits.target's images as
-    'target_image'; 'indexed': {'image', 'index'} of splits.train (labels never read).
-    With the online probe, 'images' batches carry 'label' too (read by the probe only;
-    the order of the examples is the same).
-    """
-    kw = dict(seed=seed, process_index=process_index, process_count=process_count)
-    if self.inputs == 'labelled' or (self.inputs == 'images' and self.online_probe):
-      return loader.train_iterator(splits.train, self.batch_size, **kw)
-    if self.inputs == 'images':
-      return loader.train_iterator(splits.train, self.batch_size, keys=('image',), **kw)
-    if self.inputs == 'paired':
-      return loader.paired_iterator(splits.train, splits.target, self.batch_size, **kw)
-    if self.inputs == 'indexed':
-      return loader.train_iterator(loader.Indexed(splits.train), self.batch_size,
-                                   keys=('image', 'index'), **kw)
-    raise ValueError(f'unknown inputs {self.inputs!r}')
+    """The training iterator (grain-style get_state/set_state) of the layout `inputs`
+    (`tlu.methods.layouts.LAYOUTS`: which splits it reads, which keys a batch holds)."""
+    return layouts.iterator(self, splits, seed=seed, process_index=process_index,
+                            process_count=process_count)
 
   # ------------------------------------------------------------------ helpers for loss_fn
 

@@ -12,15 +12,17 @@ follows xi <- tau xi + (1 - tau) theta after every step, tau = 1 - (1 - tau_base
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.momentum_target import MomentumTarget
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
-from tlu.unsupervised.momentum import cosine_momentum, ema_update
 from tlu.unsupervised.ssl_losses import normalized_mse
 
-TARGET = ('backbone', 'projector')   # the target network: everything but the predictor
+TARGET = MomentumTarget(('backbone', 'projector'))   # everything but the predictor
 
 
-@register
+@METHODS.register('byol')
 class BYOL(Method):
   """loss = L(q1, z'2) + L(q2, z'1), q = predictor(projector(f(x))) online, z' =
   projector(f(x)) of the target network (no gradient), L = `normalized_mse` (eq. 2).
@@ -55,29 +57,22 @@ class BYOL(Method):
 
   def init_extra(self, variables, rng):
     del rng   # the paper initialises the target as a copy of the online network
-    pick = lambda tree: {k: v for k, v in tree.items() if k in TARGET}
-    return {'target': {'params': pick(variables['params']),
-                       'batch_stats': pick(variables.get('batch_stats', {}))}}
+    return {'target': TARGET.init(variables)}
 
   def loss_fn(self, params, model_state, batch, rng):
     views = jnp.concatenate(self.views(batch, rng)[:2])
     out, batch_stats = self.forward(params, model_state, views, ('projector', 'predictor'))
-    target = model_state['extra']['target']
-    target_out, target_updates = self.model.apply(target, views, train=True,
-                                                  heads=('projector',), mutable=['batch_stats'])
-    z1, z2 = jnp.split(jax.lax.stop_gradient(target_out['projector']), 2)
+    target_out, target = TARGET.forward(self, model_state['extra']['target'], views,
+                                        ('projector',))
+    z1, z2 = jnp.split(target_out['projector'], 2)
     q1, q2 = jnp.split(out['predictor'], 2)
     loss12, loss21 = normalized_mse(q1, z2), normalized_mse(q2, z1)
-    extra = {'target': {**target, 'batch_stats': target_updates['batch_stats']}}
+    extra = {'target': target}
     # 2 - 2 cos: the mean cosine between predictions and targets, for logging.
     metrics = {'prediction_cosine': jax.lax.stop_gradient(1.0 - (loss12 + loss21) / 4.0)}
-    return loss12 + loss21, {'batch_stats': batch_stats, 'extra': extra, 'metrics': metrics,
-                             'outputs': out}
+    return LossOutput(loss=loss12 + loss21, batch_stats=batch_stats, extra=extra, metrics=metrics,
+                      outputs=out)
 
   def after_update(self, state):
     """The target follows the updated online network (tau of the step just taken)."""
-    m = cosine_momentum(state.step, self.num_steps, self.config.momentum)
-    target = state.extra['target']
-    online = {k: v for k, v in state.params.items() if k in TARGET}
-    return state.replace(extra={**state.extra, 'target': {
-        **target, 'params': ema_update(target['params'], online, m)}})
+    return TARGET.after_update(self, state)

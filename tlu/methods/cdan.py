@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tlu.adapt import paired
 from tlu.adapt.grl import dann_lambda, gradient_reversal
-from tlu.methods.base import register
+from tlu.methods import METHODS, paired
 from tlu.methods.dann import DANN, SOURCE, TARGET
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 EPSILON = 1e-5  # TLlib's epsilon inside the entropy's log
@@ -84,7 +84,7 @@ class ConditionedInput:
     return multilinear_map(out['features'], jax.nn.softmax(out['head'], -1), self.randomized_dim)
 
 
-@register
+@METHODS.register('cdan')
 class CDAN(DANN):
   """Loss = CE(head(f_s), y_s) + domain_weight * mean_i w_i BCE(D(GRL_lambda(T(f_i, g_i))), d_i).
 
@@ -122,7 +122,7 @@ class CDAN(DANN):
     features = jnp.concatenate([out_s['features'], out_t['features']])
     probs = jax.lax.stop_gradient(jax.nn.softmax(
         jnp.concatenate([out_s['head'], out_t['head']]).astype(jnp.float32), -1))
-    lam = dann_lambda(model_state['step'].astype(jnp.float32) / self.num_steps,
+    lam = dann_lambda(model_state['step'].astype(jnp.float32) / self.facts.num_steps,
                       self.config.gamma)
     mapped = multilinear_map(features, probs, self.config.randomized_dim)
     domain_logits = self.model.apply({'params': params}, 'domain_head',
@@ -135,5 +135,5 @@ class CDAN(DANN):
     metrics = {'source_accuracy': source_acc, 'domain_accuracy': d_acc, 'lambda': lam,
                'class_loss': class_loss, 'domain_loss': d_loss,
                'target_entropy': jnp.mean(entropy(probs[n_s:]))}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': paired.outputs(out_s, out_t)}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs=paired.outputs(out_s, out_t))

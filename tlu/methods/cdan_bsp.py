@@ -1,15 +1,15 @@
 """CDAN + BSP (Chen et al. 2019, ICML, "Transferability vs. Discriminability: Batch
 Spectral Penalization for Adversarial Domain Adaptation", BSP on CDAN): the batch
-spectral penalty of `tlu/methods/dann_bsp.py` added to CDAN's loss (`tlu/methods/cdan.py`),
+spectral penalty of `tlu/methods/bsp.py` added to CDAN's loss (`tlu/methods/cdan.py`),
 the combination with the paper's best results.
 """
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
+from tlu.methods.bsp import BatchSpectralPenalty
 from tlu.methods.cdan import CDAN
-from tlu.methods.dann_bsp import BatchSpectralPenalty
 
 
-@register
+@METHODS.register('cdan_bsp')
 class CDANBSP(BatchSpectralPenalty, CDAN):
   """CDAN's loss + bsp_weight * L_bsp(features_s, features_t).
 

@@ -16,8 +16,10 @@ AlexNet; `logits: true` adds the MK-MMD of the classifier's logits (the last of 
 layers), as a sum.
 """
 
-from tlu.adapt import mmd, paired
-from tlu.methods.base import Method, register
+from tlu.adapt import mmd
+from tlu.methods import METHODS, paired
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 
@@ -28,7 +30,7 @@ def check_alphas(config, key='kernel_alphas'):
     raise ValueError(f'method.{key}={alphas!r} must be bandwidth factors > 0')
 
 
-@register
+@METHODS.register('dan')
 class DAN(Method):
   """Loss = CE(head(f_s), y_s) + domain_weight * MK-MMD(f_s, f_t) [+ MK-MMD(logits_s, logits_t)].
 
@@ -65,5 +67,5 @@ class DAN(Method):
       transfer = transfer + mmd.mk_mmd(out_s['head'], out_t['head'], alphas, linear)
     loss = class_loss + self.config.domain_weight * transfer
     metrics = {'source_accuracy': source_acc, 'class_loss': class_loss, 'mmd': transfer}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': paired.outputs(out_s, out_t)}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs=paired.outputs(out_s, out_t))

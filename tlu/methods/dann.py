@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import optax
 
 from tlu.adapt.grl import dann_lambda, gradient_reversal
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of the binary domain classifier
@@ -38,7 +40,7 @@ def domain_loss(domain_logits, is_target):
   return bce, acc
 
 
-@register
+@METHODS.register('dann')
 class DANN(Method):
   """Loss = CE(head(f(x_s)), y_s) + domain_weight * BCE(domain_head(GRL_lambda(f(x))), d).
 
@@ -87,7 +89,7 @@ class DANN(Method):
       logits = out_s['head']
     class_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
 
-    lam = dann_lambda(model_state['step'].astype(jnp.float32) / self.num_steps,
+    lam = dann_lambda(model_state['step'].astype(jnp.float32) / self.facts.num_steps,
                       self.config.gamma)
     domain_logits = self.model.apply({'params': params}, 'domain_head',
                                      gradient_reversal(features, lam), method='apply_head')
@@ -98,5 +100,5 @@ class DANN(Method):
     metrics = {'source_accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
                'domain_accuracy': d_acc, 'lambda': lam, 'class_loss': class_loss,
                'domain_loss': d_loss}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': {'features': features, 'head': logits}}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs={'features': features, 'head': logits})

@@ -24,14 +24,17 @@ import jax
 import jax.numpy as jnp
 
 from tlu.data.augment import num_global_views
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.momentum_target import MomentumTarget
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.models.norm import BatchNorm
 from tlu.ops import l2_normalize
-from tlu.unsupervised.momentum import cosine_momentum, ema_update
 from tlu.unsupervised.multicrop import forward_views
 
 HEADS = ('projector', 'prototypes')
+TARGET = MomentumTarget()   # the teacher follows the whole student
 
 
 class GeluMLP(nn.Module):
@@ -111,7 +114,7 @@ def update_center(center, teacher, momentum):
   return momentum * center + (1.0 - momentum) * batch_center
 
 
-@register
+@METHODS.register('dino')
 class DINO(Method):
   """config: projector: widths of the GELU MLP ending in the bottleneck, e.g. (2048, 2048, 256);
   batch_norm: BatchNorm between its layers (optional, default False: the reference code's
@@ -159,8 +162,7 @@ class DINO(Method):
   def init_extra(self, variables, rng):
     """The teacher starts as the student (Algorithm 1: gt.params = gs.params); C = 0."""
     del rng
-    return {'target': {'params': variables['params'],
-                       'batch_stats': variables.get('batch_stats', {})},
+    return {'target': TARGET.init(variables),
             'center': jnp.zeros((self.config.num_prototypes,), jnp.float32)}
 
   def loss_fn(self, params, model_state, batch, rng):
@@ -168,27 +170,23 @@ class DINO(Method):
     num_global, n = num_global_views(self.augment), views[0].shape[0]
     out, batch_stats = forward_views(self.model, params, model_state['batch_stats'], views,
                                      HEADS, self.mode)
-    target, center = model_state['extra']['target'], model_state['extra']['center']
-    teacher, target_updates = self.model.apply(
-        target, jnp.concatenate(views[:num_global]), train=self.mode, heads=HEADS,
-        mutable=['batch_stats'])
+    center = model_state['extra']['center']
+    teacher, target = TARGET.forward(self, model_state['extra']['target'],
+                                     jnp.concatenate(views[:num_global]), HEADS)
     student = out['prototypes'].reshape(len(views), n, -1)
-    teacher = jax.lax.stop_gradient(teacher['prototypes']).reshape(num_global, n, -1)
+    teacher = teacher['prototypes'].reshape(num_global, n, -1)
     loss = dino_loss(student, teacher, center, self.config.student_temperature,
                      self.config.teacher_temperature)
     p_t = teacher_probabilities(teacher, center, self.config.teacher_temperature)
     entropy = lambda p: -jnp.sum(p * jnp.log(jnp.maximum(p, 1e-12)), axis=-1)
     metrics = {'teacher_entropy': jnp.mean(entropy(p_t)),
                'teacher_batch_entropy': entropy(jnp.mean(p_t.reshape(-1, p_t.shape[-1]), 0))}
-    extra = {'target': {**target, 'batch_stats': target_updates.get('batch_stats', {})},
+    extra = {'target': target,
              'center': update_center(center, teacher, self.config.center_momentum)}
     outputs = {'features': out['features'][:num_global * n]}
-    return loss, {'batch_stats': batch_stats, 'extra': extra,
-                  'metrics': jax.lax.stop_gradient(metrics), 'outputs': outputs}
+    return LossOutput(loss=loss, batch_stats=batch_stats, extra=extra,
+                      metrics=jax.lax.stop_gradient(metrics), outputs=outputs)
 
   def after_update(self, state):
     """The teacher follows the updated student (momentum after this step)."""
-    m = cosine_momentum(state.step, self.num_steps, self.config.momentum)
-    target = state.extra['target']
-    return state.replace(extra={**state.extra, 'target': {
-        **target, 'params': ema_update(target['params'], state.params, m)}})
+    return TARGET.after_update(self, state)

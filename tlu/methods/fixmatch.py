@@ -12,12 +12,12 @@ tlu/data/augment/randaugment.py exists, `strong='randaugment'`).
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 
 
-@register
+@METHODS.register('fixmatch')
 class FixMatch(SemiSupervised):
   """config: threshold tau in [0, 1] (0.95), mu, unsup_weight (lambda_u), weak, strong."""
   defaults = {**DEFAULTS, 'threshold': 0.95}

@@ -12,16 +12,15 @@ with threshold warm-up by default). Method state (`extra`): selected_label (U,) 
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.methods.fixmatch import FixMatch
 from tlu.semisup import consistency, thresholds
 
 
-@register
+@METHODS.register('flexmatch')
 class FlexMatch(FixMatch):
   """config: FixMatch's, and thresh_warmup (bool, True: eq. 11's warm-up)."""
   defaults = {**FixMatch.defaults, 'thresh_warmup': True}
-  uses_num_examples = True   # the per-example state has one entry per unlabelled example
 
   @classmethod
   def check(cls, config):

@@ -12,12 +12,12 @@ p_model (K,), label_hist (K,), time_p ().
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 
 
-@register
+@METHODS.register('freematch')
 class FreeMatch(SemiSupervised):
   """config: ema_momentum in [0, 1] (0.999), fairness_weight >= 0 (w_f, 0.01),
   use_quantile / clip_thresh (bool, False: USB's options), mu, unsup_weight, weak, strong."""

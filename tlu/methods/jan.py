@@ -20,13 +20,15 @@ Theta layers (`--adversarial`).
 import jax
 import jax.numpy as jnp
 
-from tlu.adapt import mmd, paired
-from tlu.methods.base import Method, register
+from tlu.adapt import mmd
+from tlu.methods import METHODS, paired
+from tlu.methods.base import Method
 from tlu.methods.dan import check_alphas
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 
-@register
+@METHODS.register('jan')
 class JAN(Method):
   """Loss = CE(head(f_s), y_s) + domain_weight * JMMD((f_s, p_s), (f_t, p_t)), p = softmax(logits).
 
@@ -64,5 +66,5 @@ class JAN(Method):
                         self.config.linear)
     loss = class_loss + self.config.domain_weight * transfer
     metrics = {'source_accuracy': source_acc, 'class_loss': class_loss, 'jmmd': transfer}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': paired.outputs(out_s, out_t)}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs=paired.outputs(out_s, out_t))

@@ -16,7 +16,7 @@ import re
 
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.methods.supervised import Supervised
 from tlu.transfer.paths import flatten, match_any, unflatten
 
@@ -38,7 +38,7 @@ def l2sp_terms(params, source, shared):
   return to_source, rest
 
 
-@register
+@METHODS.register('l2sp')
 class L2SP(Supervised):
   """Supervised cross-entropy (`tlu.methods.supervised`) plus the L2-SP penalty.
 
@@ -77,8 +77,8 @@ class L2SP(Supervised):
     return {**super().init_extra(variables, rng), 'source': unflatten(start)}
 
   def loss_fn(self, params, model_state, batch, rng):
-    loss, aux = super().loss_fn(params, model_state, batch, rng)
+    out = super().loss_fn(params, model_state, batch, rng)
     to_source, rest = l2sp_terms(params, model_state['extra']['source'], tuple(self.config.shared))
-    metrics = {**aux['metrics'], 'l2sp_distance': jnp.sqrt(to_source)}
+    metrics = {**out.metrics, 'l2sp_distance': jnp.sqrt(to_source)}
     penalty = self.config.alpha / 2 * to_source + self.config.beta / 2 * rest
-    return loss + penalty, {**aux, 'metrics': metrics}
+    return out.replace(loss=out.loss + penalty, metrics=metrics)

@@ -15,8 +15,9 @@ the entropy weights without gradient, one joint pass over source and target.
 import jax
 import jax.numpy as jnp
 
-from tlu.adapt import paired
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS, paired
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 EPSILON = 1e-5  # TLlib's epsilon inside the entropy's log
@@ -34,7 +35,7 @@ def class_confusion(logits, temperature):
   return (jnp.sum(confusion) - jnp.trace(confusion)) / k
 
 
-@register
+@METHODS.register('mcc')
 class MCC(Method):
   """Loss = CE(head(f_s), y_s) + domain_weight * MCC(head(f_t) / temperature).
 
@@ -66,5 +67,5 @@ class MCC(Method):
     loss = class_loss + self.config.domain_weight * confusion
     metrics = {'source_accuracy': source_acc, 'class_loss': class_loss,
                'class_confusion': confusion}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': paired.outputs(out_s, out_t)}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs=paired.outputs(out_s, out_t))

@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tlu.adapt import paired
 from tlu.adapt.grl import dann_lambda, gradient_reversal
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS, paired
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 SHIFT = 1e-6  # TLlib's shift_log offset
@@ -48,7 +49,7 @@ def margin_disparity(logits_s, adv_s, logits_t, adv_t, margin):
   return jnp.mean(-margin * source + target)
 
 
-@register
+@METHODS.register('mdd')
 class MDD(Method):
   """Loss = CE(head(f_s), y_s) - domain_weight * MDD(head, adv_head(GRL_lambda(f))).
 
@@ -85,7 +86,7 @@ class MDD(Method):
     class_loss, source_acc = paired.source_terms(out_s['head'], batch['label'])
     n_s = out_s['features'].shape[0]
     lam = self.config.grl_max * dann_lambda(
-        model_state['step'].astype(jnp.float32) / self.num_steps, self.config.gamma)
+        model_state['step'].astype(jnp.float32) / self.facts.num_steps, self.config.gamma)
     features = jnp.concatenate([out_s['features'], out_t['features']])
     adv = self.model.apply({'params': params}, 'adv_head', gradient_reversal(features, lam),
                            method='apply_head')
@@ -96,5 +97,5 @@ class MDD(Method):
                'disparity': disparity, 'lambda': lam,
                'adv_source_agreement': jnp.mean(jnp.argmax(adv[:n_s], -1) ==
                                                 jnp.argmax(out_s['head'], -1))}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics,
-                  'outputs': paired.outputs(out_s, out_t)}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics,
+                      outputs=paired.outputs(out_s, out_t))

@@ -16,14 +16,14 @@ this is the paper's loss.) Method state (`extra['teacher']`): the teacher's para
 
 import jax
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.methods.pseudolabel import check_ramp
 from tlu.semisup import consistency
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 from tlu.unsupervised.momentum import ema_update
 
 
-@register
+@METHODS.register('meanteacher')
 class MeanTeacher(SemiSupervised):
   """config: teacher_momentum alpha in [0, 1] (0.999), ramp in ('linear', 'sigmoid')
   ('linear'), ramp_fraction in [0, 1] (0.4), mu, unsup_weight, weak, strong."""
@@ -60,7 +60,7 @@ class MeanTeacher(SemiSupervised):
     logits_s, _, _ = self.classify(params, model_state, u_s)   # statistics kept frozen
     targets = jax.nn.softmax(self.teacher_logits(model_state, u_w), -1)
     unsup = consistency.mse_probs(logits_s, targets).mean()
-    ramp = consistency.RAMPS[self.setting('ramp')](model_state['step'], self.num_steps,
+    ramp = consistency.RAMPS[self.setting('ramp')](model_state['step'], self.facts.num_steps,
                                                    self.setting('ramp_fraction'))
     return self.output(sup_loss=self.supervised_loss(logits_lb, batch), unsup_loss=unsup,
                        unsup_scale=ramp, batch_stats=stats, logits_lb=logits_lb,

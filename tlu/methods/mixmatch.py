@@ -16,13 +16,13 @@ permutation).
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.methods.pseudolabel import check_ramp
 from tlu.semisup import consistency
 from tlu.semisup.method import DEFAULTS, SemiSupervised, is_int, setting
 
 
-@register
+@METHODS.register('mixmatch')
 class MixMatch(SemiSupervised):
   """config: views K >= 1 (2), temperature T > 0 (0.5), mixup_alpha >= 0 (0.5),
   ramp_fraction in [0, 1] (1/64), unsup_weight (lambda_u: 100 in USB), mu, weak."""
@@ -69,7 +69,7 @@ class MixMatch(SemiSupervised):
     logits_u, _, _ = self.classify(params, model_state, mixed_x[b:])   # statistics frozen
     sup = jnp.mean(consistency.cross_entropy(logits_x, mixed_y[:b]))
     unsup = jnp.mean(consistency.mse_probs(logits_u, mixed_y[b:]))
-    ramp = consistency.linear_rampup(model_state['step'], self.num_steps,
+    ramp = consistency.linear_rampup(model_state['step'], self.facts.num_steps,
                                      self.setting('ramp_fraction'))
     out = self.output(sup_loss=sup, unsup_loss=unsup, unsup_scale=ramp, batch_stats=stats,
                       logits_lb=logits_x, features_lb=features, batch=batch,

@@ -4,18 +4,19 @@ match a momentum key encoder (EMA of backbone and projector) by a symmetrised In
 over the global batch; the keys of the other images of the batch are the negatives.
 """
 
-import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.momentum_target import MomentumTarget
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import info_nce
-from tlu.unsupervised.momentum import cosine_momentum, ema_update
 
-TARGET = ('backbone', 'projector')   # the momentum encoder: everything but the predictor
+TARGET = MomentumTarget(('backbone', 'projector'))   # everything but the predictor
 
 
-@register
+@METHODS.register('mocov3')
 class MoCoV3(Method):
   """loss = ctr(q1, k2) + ctr(q2, k1), q = predictor(projector(f(x))) online, k the same
   without predictor from the momentum encoder (no gradient), ctr = `info_nce`.
@@ -51,30 +52,22 @@ class MoCoV3(Method):
 
   def init_extra(self, variables, rng):
     del rng
-    pick = lambda tree: {k: v for k, v in tree.items() if k in TARGET}
-    return {'target': {'params': pick(variables['params']),
-                       'batch_stats': pick(variables.get('batch_stats', {}))}}
+    return {'target': TARGET.init(variables)}
 
   def loss_fn(self, params, model_state, batch, rng):
     views = jnp.concatenate(self.views(batch, rng)[:2])
     out, batch_stats = self.forward(params, model_state, views, ('projector', 'predictor'))
-    target = model_state['extra']['target']
-    keys, target_updates = self.model.apply(target, views, train=True, heads=('projector',),
-                                            mutable=['batch_stats'])
-    k1, k2 = jnp.split(jax.lax.stop_gradient(keys['projector']), 2)
+    keys, target = TARGET.forward(self, model_state['extra']['target'], views, ('projector',))
+    k1, k2 = jnp.split(keys['projector'], 2)
     q1, q2 = jnp.split(out['predictor'], 2)
     loss12, m12 = info_nce(q1, k2, self.config.temperature)
     loss21, m21 = info_nce(q2, k1, self.config.temperature)
-    extra = {'target': {**target, 'batch_stats': target_updates['batch_stats']}}
+    extra = {'target': target}
     metrics = {'contrastive_accuracy': (m12['contrastive_accuracy'] +
                                         m21['contrastive_accuracy']) / 2}
-    return loss12 + loss21, {'batch_stats': batch_stats, 'extra': extra, 'metrics': metrics,
-                             'outputs': out}
+    return LossOutput(loss=loss12 + loss21, batch_stats=batch_stats, extra=extra, metrics=metrics,
+                      outputs=out)
 
   def after_update(self, state):
     """The momentum encoder follows the updated online encoder (momentum after this step)."""
-    m = cosine_momentum(state.step, self.num_steps, self.config.momentum)
-    target = state.extra['target']
-    online = {k: v for k, v in state.params.items() if k in TARGET}
-    return state.replace(extra={**state.extra, 'target': {
-        **target, 'params': ema_update(target['params'], online, m)}})
+    return TARGET.after_update(self, state)

@@ -13,7 +13,7 @@ the unlabelled one does not (USB freezes them there).
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 
@@ -24,7 +24,7 @@ def check_ramp(config, defaults):
     raise ValueError(f'method.ramp_fraction={fraction!r} must be in [0, 1] (of the steps)')
 
 
-@register
+@METHODS.register('pseudolabel')
 class PseudoLabel(SemiSupervised):
   """config: threshold tau in [0, 1] (0.95), ramp_fraction in [0, 1] (0.4: USB's
   unsup_warm_up), mu, unsup_weight, weak. `strong` is not used."""
@@ -50,7 +50,7 @@ class PseudoLabel(SemiSupervised):
     mask = thresholds.fixed_mask(probs, self.setting('threshold'))
     unsup = consistency.masked_mean(
         consistency.cross_entropy(logits_u, jnp.argmax(probs, -1)), mask)
-    ramp = consistency.linear_rampup(model_state['step'], self.num_steps,
+    ramp = consistency.linear_rampup(model_state['step'], self.facts.num_steps,
                                      self.setting('ramp_fraction'))
     return self.output(sup_loss=self.supervised_loss(logits_lb, batch), unsup_loss=unsup,
                        unsup_scale=ramp, batch_stats=stats, logits_lb=logits_lb,

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tlu.data.neighbour_batches import NeighbourBatches
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.train import mesh as mesh_lib
@@ -27,20 +28,11 @@ from tlu.unsupervised import neighbours as neighbours_lib
 from tlu.unsupervised.scan import scan_loss
 
 
-def as_loss_and_aux(out: LossOutput):
-  """A `LossOutput` in the (loss, aux) form today's train step reads."""
-  aux = {'batch_stats': out.batch_stats, 'metrics': out.metrics, 'outputs': out.outputs}
-  if out.extra is not None:
-    aux['extra'] = out.extra
-  return out.loss, aux
-
-
-@register
+@METHODS.register('scan')
 class SCAN(Method):
   """config: num_neighbors K >= 1 (20 in SCAN), entropy_weight >= 0 (5.0 in SCAN's configs).
   batch: {'image', 'index', 'neighbour_image', 'neighbour_index'} of the train split."""
   inputs = 'indexed'
-  uses_num_examples = True   # one neighbour row per training example
 
   def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
@@ -65,10 +57,10 @@ class SCAN(Method):
   def init_extra(self, variables, rng):
     del variables, rng
     width = self.config.num_neighbors + 1
-    return {'neighbours': jnp.zeros((self.num_examples, width), jnp.int32)}
+    return {'neighbours': jnp.zeros((self.facts.num_examples, width), jnp.int32)}
 
   def batches(self, splits, *, seed, process_index=0, process_count=1):
-    self._batches = NeighbourBatches(splits.train, self.batch_size, seed=seed,
+    self._batches = NeighbourBatches(splits.train, self.facts.batch_size, seed=seed,
                                      process_index=process_index, process_count=process_count)
     return self._batches
 
@@ -88,7 +80,7 @@ class SCAN(Method):
     return (state.replace(extra={**state.extra, 'neighbours': table}),
             {'train': {'neighbour_agreement': agreement}})
 
-  def loss_output(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng):
     """The clustering step's `LossOutput` (anchors, then neighbours, through BatchNorm)."""
     k_anchor, k_neighbour = jax.random.split(rng)
     anchors = self.images(batch, k_anchor)
@@ -101,5 +93,3 @@ class SCAN(Method):
     metrics = {'consistency': consistency, 'entropy': entropy}
     return LossOutput(loss=loss, batch_stats=stats, metrics=metrics, outputs=out)
 
-  def loss_fn(self, params, model_state, batch, rng):
-    return as_loss_and_aux(self.loss_output(params, model_state, batch, rng))

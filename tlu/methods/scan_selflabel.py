@@ -12,14 +12,14 @@ with the class-balanced cross-entropy of `tlu.unsupervised.scan.confidence_ce`:
 
 import jax
 
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
-from tlu.methods.scan import as_loss_and_aux
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.scan import confidence_ce
 
 
-@register
+@METHODS.register('scan_selflabel')
 class SCANSelfLabel(Method):
   """config: threshold in [0, 1) (0.99 in SCAN), class_balancing (True in SCAN).
   batch: {'image'} of the train split."""
@@ -41,7 +41,7 @@ class SCANSelfLabel(Method):
   def heads(cls, config, num_classes):
     return {'head': heads_lib.classifier(num_classes)}
 
-  def loss_output(self, params, model_state, batch, rng):
+  def loss_fn(self, params, model_state, batch, rng):
     """Weak (plain) forward for the pseudo-labels, then the strong forward that is trained."""
     plain = batch['image'].astype('float32') / 255.0
     weak, stats = self.forward(params, model_state, plain, ('head',))
@@ -52,5 +52,3 @@ class SCANSelfLabel(Method):
     return LossOutput(loss=loss, batch_stats=stats, metrics={'confident_fraction': confident},
                       outputs=strong)
 
-  def loss_fn(self, params, model_state, batch, rng):
-    return as_loss_and_aux(self.loss_output(params, model_state, batch, rng))

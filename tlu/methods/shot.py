@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
 from tlu.train import mesh as mesh_lib
@@ -71,7 +73,7 @@ def cluster_pseudo_labels(features, logits, rounds=1):
   return np.asarray(labels), np.asarray(centroids)
 
 
-@register
+@METHODS.register('shot')
 class SHOT(Method):
   """Loss = im_weight * (L_ent + L_div) + beta * CE(head(f(x)), pseudo-label(x)).
 
@@ -81,11 +83,10 @@ class SHOT(Method):
   """
   inputs = 'indexed'
   from_source = True
-  uses_num_examples = True   # one pseudo-label per target example
 
   def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
-    self.host_every = self.epoch_steps
+    self.host_every = self.facts.epoch_steps
     self._classify = jax.jit(lambda params, f: self.model.apply(
         {'params': params}, 'head', f, method='apply_head'))
 
@@ -105,7 +106,7 @@ class SHOT(Method):
 
   def init_extra(self, variables, rng):
     del variables, rng
-    return {'pseudo_labels': jnp.zeros((self.num_examples,), jnp.int32)}
+    return {'pseudo_labels': jnp.zeros((self.facts.num_examples,), jnp.int32)}
 
   def host_update(self, state, host):
     """SHOT's clustered labels of every target training image from the current model.
@@ -130,4 +131,4 @@ class SHOT(Method):
     loss = self.config.im_weight * im + self.config.beta * ce
     metrics = {'im_loss': im, 'pseudo_ce': ce, **parts,
                'pseudo_agreement': jnp.mean(jnp.argmax(logits, -1) == pseudo)}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out)

@@ -10,12 +10,14 @@ never read.
 
 from jax import numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import nt_xent
 
 
-@register
+@METHODS.register('simclr')
 class SimCLR(Method):
   """config: temperature > 0; projector: widths of the projector MLP, e.g. (512, 128).
 
@@ -45,4 +47,4 @@ class SimCLR(Method):
                                     ('projector',))
     z1, z2 = jnp.split(out['projector'], 2)
     loss, metrics = nt_xent(z1, z2, self.config.temperature)
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out)

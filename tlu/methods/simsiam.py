@@ -14,7 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.models.norm import BatchNorm
 from tlu.train.step import feature_std
@@ -39,7 +41,7 @@ class Projector(nn.Module):
     return x
 
 
-@register
+@METHODS.register('simsiam')
 class SimSiam(Method):
   """loss = D(p1, z2) / 2 + D(p2, z1) / 2, z = projector(f(x)) under stop-gradient,
   p = predictor(z), D = `negative_cosine`; in [-1, 1], -1 when predictions match.
@@ -78,4 +80,4 @@ class SimSiam(Method):
     p1, p2 = jnp.split(out['predictor'], 2)
     loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
     metrics = {'projection_std': feature_std(out['projector'])}
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out)

@@ -12,12 +12,12 @@ of q_b, as USB. Method state (`extra`): p_model (K,), seen (), mu (), var ().
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 
 
-@register
+@METHODS.register('softmatch')
 class SoftMatch(SemiSupervised):
   """config: ema_momentum in [0, 1] (0.999), n_sigma > 0 (2), dist_align (bool, True),
   mu, unsup_weight, weak, strong."""

@@ -15,7 +15,9 @@ Written over the global batch (GSPMD gathers the projections across devices).
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
 
@@ -41,7 +43,7 @@ def supcon_loss(z, labels, temperature):
   return -jnp.mean(mean_log_prob_pos), {'contrastive_accuracy': jax.lax.stop_gradient(accuracy)}
 
 
-@register
+@METHODS.register('supcon')
 class SupCon(Method):
   """config: temperature > 0 (0.1 in the paper); projector: widths of the projection MLP,
   e.g. (2048, 128). batch: {'image': (N, H, W, C) uint8, 'label': (N,) int}: the labels
@@ -70,4 +72,4 @@ class SupCon(Method):
                                     ('projector',))
     labels = jnp.concatenate([batch['label'], batch['label']])
     loss, metrics = supcon_loss(out['projector'], labels, self.config.temperature)
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out)

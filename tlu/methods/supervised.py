@@ -7,11 +7,13 @@ LP-FT differ only in the freezing spec and the initial weights (`tlu.transfer`).
 import jax.numpy as jnp
 import optax
 
-from tlu.methods.base import Method, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 
-@register
+@METHODS.register('supervised')
 class Supervised(Method):
   """loss = CE(head(f(x)), y) with targets (1 - eps) onehot + eps / K (eps = label_smoothing).
 
@@ -45,5 +47,4 @@ class Supervised(Method):
     else:
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
     acc = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    return loss, {'batch_stats': batch_stats, 'metrics': {'accuracy': acc},
-                  'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics={'accuracy': acc}, outputs=out)

@@ -30,7 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from tlu.data.augment import num_global_views
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
 from tlu.unsupervised.multicrop import forward_views
@@ -84,7 +86,7 @@ def swav_loss(scores, num_global, temperature, epsilon=0.05, num_iters=3):
   return loss, codes
 
 
-@register
+@METHODS.register('swav')
 class SwAV(Method):
   """config: projector: widths of the projection MLP (BatchNorm between layers), e.g.
   (2048, 128); num_prototypes: K (3000); temperature: tau > 0 (0.1); epsilon > 0 (0.05);
@@ -137,8 +139,8 @@ class SwAV(Method):
     entropy = -jnp.sum(codes * jnp.log(jnp.maximum(codes, 1e-12)), axis=-1)
     used = jnp.zeros(codes.shape[-1]).at[jnp.argmax(codes, -1).reshape(-1)].set(1.0)
     metrics = {'code_entropy': jnp.mean(entropy), 'prototypes_used': jnp.mean(used)}
-    return loss, {'batch_stats': batch_stats, 'metrics': jax.lax.stop_gradient(metrics),
-                  'outputs': {'features': out['features'][:num_global * n]}}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=jax.lax.stop_gradient(metrics),
+                      outputs={'features': out['features'][:num_global * n]})
 
   def after_update(self, state):
     """The prototypes back on the unit sphere after the optimizer step."""

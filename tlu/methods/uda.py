@@ -13,12 +13,12 @@ probabilities (its softmax=False skips T). CE instead of KL: the same gradient.
 import jax
 import jax.numpy as jnp
 
-from tlu.methods.base import register
+from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 
 
-@register
+@METHODS.register('uda')
 class UDA(SemiSupervised):
   """config: threshold beta in [0, 1] (0.8), temperature T > 0 (0.4), tsa in
   ('none', 'linear', 'exp', 'log') ('none'), mu, unsup_weight, weak, strong."""
@@ -42,7 +42,7 @@ class UDA(SemiSupervised):
   def loss_fn(self, params, model_state, batch, rng):
     logits_lb, logits_w, logits_s, features, stats = self.logits_lb_w_s(
         params, model_state, batch, rng)
-    eta = consistency.tsa_threshold(self.setting('tsa'), model_state['step'], self.num_steps,
+    eta = consistency.tsa_threshold(self.setting('tsa'), model_state['step'], self.facts.num_steps,
                                     logits_lb.shape[-1])
     sup_mask = jax.lax.stop_gradient(
         (jnp.max(jax.nn.softmax(logits_lb, -1), -1) <= eta).astype(jnp.float32))

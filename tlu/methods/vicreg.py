@@ -12,12 +12,14 @@ so GSPMD reduces across devices.
 
 import jax.numpy as jnp
 
-from tlu.methods.base import Method, check_widths, register
+from tlu.methods import METHODS
+from tlu.methods.base import Method, check_widths
+from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.ssl_losses import vicreg
 
 
-@register
+@METHODS.register('vicreg')
 class VICReg(Method):
   """loss = `vicreg`(z1, z2, ...), z = projector(f(x)) (the paper's "expander").
 
@@ -58,4 +60,4 @@ class VICReg(Method):
     c = self.config
     loss, metrics = vicreg(z1, z2, c.invariance_weight, c.variance_weight,
                            c.covariance_weight, gamma=c.gamma, eps=c.eps)
-    return loss, {'batch_stats': batch_stats, 'metrics': metrics, 'outputs': out}
+    return LossOutput(loss=loss, batch_stats=batch_stats, metrics=metrics, outputs=out)

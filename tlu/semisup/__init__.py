@@ -7,6 +7,6 @@
   Mean Teacher's EMA decay.
 - `views`: the weak and strong augmentations (the RandAugment hook).
 - `method`: `SemiSupervised`, the base of the method files (tlu/methods/fixmatch.py, ...):
-  the classifier head, the views, one forward pass over labelled + weak + strong images.
-- `batches`: the 'labelled_unlabelled' training iterator.
+  the classifier head, the views, one forward pass over labelled + weak + strong images;
+  its batches are the 'labelled_unlabelled' layout of `tlu.methods.layouts`.
 """

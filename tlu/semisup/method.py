@@ -4,7 +4,8 @@ USB (microsoft/Semi-supervised-learning, semilearn/core/algorithmbase.py) puts t
 the model and the loop in a base class and each algorithm overrides `train_step(x_lb,
 y_lb, x_ulb_w, x_ulb_s)`. Here the house owns the loop; this base gives a method:
   - the batch layout 'labelled_unlabelled' (B labelled + mu * B unlabelled images,
-    `tlu.semisup.batches`) and the config keys every method has:
+    `tlu.methods.layouts`, at the ratio `unlabelled_ratio` = mu) and the config keys
+    every method has:
       mu: int >= 1 (default 7, FixMatch's ratio of unlabelled to labelled images);
       unsup_weight: lambda_u >= 0, the weight of the unlabelled loss (default 1);
       weak / strong: the view specs of `tlu.semisup.views` (defaults 'flip_translate' /
@@ -25,7 +26,6 @@ from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.semisup import consistency
-from tlu.semisup.batches import labelled_unlabelled_iterator
 from tlu.semisup.views import make_view
 
 DEFAULTS = {'mu': 7, 'unsup_weight': 1.0, 'weak': 'flip_translate',
@@ -72,9 +72,9 @@ class SemiSupervised(Method):
   def heads(cls, config, num_classes):
     return {'head': heads_lib.classifier(num_classes)}
 
-  def __init__(self, config, model, **kwargs):
-    super().__init__(config, model, **kwargs)
-    self.mu = int(self.setting('mu'))
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.mu = self.unlabelled_ratio = int(self.setting('mu'))
     self.unsup_weight = float(self.setting('unsup_weight'))
     self.weak = make_view(self.setting('weak'))
     self.strong = make_view(self.setting('strong'))
@@ -84,29 +84,13 @@ class SemiSupervised(Method):
 
   @property
   def num_unlabelled(self):
-    """Examples of the unlabelled split (per-example state): the train split's on today's
-    house, whose images are the unlabelled ones when the run has no `unlabelled` split."""
-    return self.num_examples
+    """Examples of the unlabelled split (per-example state, indexed by 'unlabelled_index')."""
+    return self.facts.num_unlabelled
 
   @staticmethod
   def num_classes(variables):
     """K, from the classifier head's kernel (F, K)."""
     return [x for x in jax.tree.leaves(variables['params']['head']) if x.ndim == 2][0].shape[-1]
-
-  def batches(self, splits, *, seed, process_index=0, process_count=1):
-    """B labelled examples of splits.train and mu * B images of splits.unlabelled (or, when
-    the run has none, of splits.train: USB's unlabelled set holds the labelled images too)."""
-    unlabelled = getattr(splits, 'unlabelled', None)
-    unlabelled = splits.train if unlabelled is None else unlabelled
-    return labelled_unlabelled_iterator(splits.train, unlabelled, self.batch_size, self.mu,
-                                        seed=seed, process_index=process_index,
-                                        process_count=process_count)
-
-  def objective(self, params, model_state, batch, rng):
-    """Today's train step differentiates `(loss, aux dict)`: the `LossOutput` of `loss_fn`
-    as that pair (with the online probe's term when on). Goes when the step takes
-    `LossOutput` (issue 24 part B)."""
-    return Method.objective(_AuxLoss(self), params, model_state, batch, rng)
 
   # ------------------------------------------------------------------ helpers for loss_fn
 
@@ -155,17 +139,3 @@ class SemiSupervised(Method):
                       metrics=jax.lax.stop_gradient(logged),
                       outputs={'features': features_lb, 'logits': logits_lb}, extra=extra)
 
-
-class _AuxLoss:
-  """The method seen by today's `Method.objective`: `loss_fn` gives (loss, aux dict)."""
-
-  def __init__(self, method):
-    self._method = method
-
-  def __getattr__(self, name):
-    return getattr(self._method, name)
-
-  def loss_fn(self, params, model_state, batch, rng):
-    out = self._method.loss_fn(params, model_state, batch, rng)
-    aux = {'batch_stats': out.batch_stats, 'metrics': out.metrics, 'outputs': out.outputs}
-    return out.loss, aux if out.extra is None else {**aux, 'extra': out.extra}

@@ -29,9 +29,10 @@ import jax.numpy as jnp
 
 from tlu import evaluators as evaluators_lib, methods
 from tlu.data import augment as augment_lib
+from tlu.methods import layouts, phases as phases_lib
 from tlu.methods.base import PROBE_INPUTS
+from tlu.methods.facts import RunFacts
 from tlu.models import build_model
-from tlu.models.norm import train_mode
 from tlu.train import loop, optim, session
 from tlu.train.state import TrainState
 from tlu.train.step import make_train_step
@@ -65,22 +66,40 @@ def augment_fn(spec):
   return augment_lib.make_augment(spec) if spec else None
 
 
-def build_method(cfg, splits, model=None):
-  """(method instance, model, tx) of a task config: heads from the method, freezing from cfg."""
-  method_cls = methods.get(cfg.method.name)
-  probe = cfg.get('online_probe', False)
-  model = model or build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
-                                                                  probe))
-  groups = tuple(tuple(g) for g in cfg.get('freeze', ()))
+def run_facts(cfg, splits):
+  """The `RunFacts` of a task config on its splits: what the method is told of the run."""
   steps, epoch = num_steps(cfg, len(splits.train))
+  return RunFacts(num_steps=steps, batch_size=cfg.batch_size, epoch_steps=epoch,
+                  num_examples=len(splits.train),
+                  num_unlabelled=len(layouts.unlabelled_split(splits)),
+                  num_classes=splits.num_classes, image_shape=tuple(splits.image_shape),
+                  frozen=tuple(freeze_lib.frozen_patterns(_groups(cfg))),
+                  online_probe=bool(cfg.get('online_probe', False)))
+
+
+def _groups(cfg):
+  return tuple(tuple(g) for g in cfg.get('freeze', ()))
+
+
+def build_method(cfg, splits, model=None):
+  """(method instance, model, tx) of a task config: heads from the method, freezing from cfg.
+
+  tx: the masked optimizer, or for a method with update phases one per phase
+  (`tlu.methods.phases.PhaseOptimizers`).
+  """
+  method_cls = methods.get(cfg.method.name)
+  facts = run_facts(cfg, splits)
+  model = model or build_model(cfg.model, method_cls.model_heads(cfg.method, splits.num_classes,
+                                                                  facts.online_probe))
+  groups = _groups(cfg)
   params = _abstract_params(model, splits)
-  base = lambda: optim.optimizer(cfg.optimizer, steps, cfg.batch_size)
+  base = lambda: optim.optimizer(cfg.optimizer, facts.num_steps, cfg.batch_size)
   unfreeze = tuple(cfg.get('unfreeze', ()))   # gradual unfreezing (ULMFiT), tlu.transfer.freeze
-  tx = (freeze_lib.masked_optimizer(base, params, groups, unfreeze=unfreeze or None)
-        if groups or unfreeze else base())
-  method = method_cls(cfg.method, model, num_steps=steps, batch_size=cfg.batch_size,
-                      epoch_steps=epoch, num_examples=len(splits.train), mode=train_mode(freeze_lib.frozen_patterns(groups)),
-                      augment=augment_fn(cfg.get('augment')), online_probe=probe)
+  make_tx = lambda p: (freeze_lib.masked_optimizer(base, p, groups, unfreeze=unfreeze or None)
+                       if groups or unfreeze else base())
+  tx = (phases_lib.PhaseOptimizers(method_cls.phases, make_tx, params) if method_cls.phases
+        else make_tx(params))
+  method = method_cls(cfg.method, model, facts, augment=augment_fn(cfg.get('augment')))
   return method, model, tx
 
 
@@ -91,15 +110,13 @@ def _abstract_params(model, splits):
 
 
 def _compile_key(cfg, splits):
-  """What decides the compiled step: everything but the seed, the evaluators and logging
-  (and the split's size, unless the step budget or the method depends on it)."""
+  """What decides the compiled step: the config but the seed, the evaluations and logging,
+  and the whole `RunFacts` (train size included), so no cell runs another's step."""
   d = json.loads(cfg.to_json_best_effort(sort_keys=True))
   for k in ('seed', 'evals', 'log_every', 'eval_every', 'checkpoint_every',
             'keep_checkpoints', 'progress', 'dataset'):
     d.pop(k, None)
-  sized = not cfg.get('steps', 0) or methods.get(cfg.method.name).uses_num_examples
-  return (json.dumps(d, sort_keys=True), splits.num_classes, tuple(splits.image_shape),
-          len(splits.train) if sized else None)
+  return json.dumps(d, sort_keys=True), run_facts(cfg, splits)
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,7 +169,6 @@ class Trainer:
     """Trains (or resumes) the task in `workdir`; returns (state, final eval metrics, stopped)."""
     method, _, _, _, train_step = self.build(cfg, splits)
     state = state if state is not None else self.init_state(cfg, splits, init)
-    steps, _ = num_steps(cfg, len(splits.train))
     batches = method.batches(splits, seed=cfg.seed, process_index=jax.process_index(),
                              process_count=jax.process_count())
     host = None
@@ -160,7 +176,7 @@ class Trainer:
       ctx = self.context(cfg, splits)
       host = lambda s: method.host_update(s, ctx)
     return session.fit(workdir, state, train_step, batches, self.mesh, loop.Options(
-        num_steps=steps, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        num_steps=method.facts.num_steps, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
         keep_checkpoints=cfg.get('keep_checkpoints', 3), progress=cfg.get('progress', True),
         desc=desc, evaluate=self.evaluations(cfg, splits), host_update=host,
         host_every=method.host_every, should_stop=should_stop, on_log=on_log))
@@ -236,6 +252,9 @@ def check_task(cfg, splits=None):
                        f'use a multiple of {n}')
   method_cls = methods.get(cfg.method.name)
   method_cls.check(cfg.method)
+  if cfg.get('online_probe', False) and method_cls.phases:
+    raise ValueError(f'online_probe=True: method {method_cls.name} has update phases; the '
+                     'probe rides on single-update methods only')
   if cfg.get('online_probe', False) and method_cls.inputs not in PROBE_INPUTS:
     raise ValueError(f'online_probe=True: method {method_cls.name} reads {method_cls.inputs!r} '
                      f'batches; the probe needs labelled images ({", ".join(PROBE_INPUTS)} '

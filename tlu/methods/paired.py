@@ -51,8 +51,8 @@ def source_terms(logits, labels):
 
 
 def outputs(out_s, out_t):
-  """aux['outputs'] of a paired method: features of both domains (source rows first, as
-  DANN's) and the source logits; regularisers (BSP) read the features from here."""
+  """`LossOutput.outputs` of a paired method: features of both domains (source rows first,
+  as DANN's) and the source logits; regularisers (BSP) read the features from here."""
   return {'features': jnp.concatenate([out_s['features'], out_t['features']]),
           'head': out_s['head']}
 
