@@ -102,7 +102,7 @@ def test_kmeans_comparison_names_and_scores_each_representation():
                            for m in ('acc', 'nmi', 'ari')]
   assert summary['raw/acc'] == 1.0 and summary['pca/acc'] == 1.0
   assert summary['contrastive/acc'] < 0.8
-  assert '| raw pixels | 3 | 1.0000 | 1.0000 | 1.0000 |' in table
+  assert '| raw pixels | 3 | kmeans | 1.0000 | 1.0000 | 1.0000 |' in table
   assert '| PCA-2 of pixels | 2 |' in table
 
 

@@ -30,8 +30,10 @@ def test_each_block_passes_every_check_before_compute(name):
   checks.check_ranges(config)
   cfg = cells.cell_task(config, name, seed=1)
   method_cls = methods.get(cfg.method.name)
+  named = ('validation', 'target_train', 'source_train', 'source_validation')   # the sweep's
   splits = task.Splits(train=range(64), target=None if method_cls.from_source else range(64),
-                       num_classes=10, image_shape=(32, 32, 3))
+                       num_classes=10, image_shape=(32, 32, 3),
+                       extra={s: range(64) for s in named})
   task.check_task(cfg, splits)   # method ranges, optimizer, and the model traced on the shapes
   assert cfg.seed == 1 and cfg.model == config.source_task.model
   assert method_cls.from_source == (name == 'aad')

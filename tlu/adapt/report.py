@@ -1,6 +1,6 @@
 """report.md of an adaptation sweep: the method x seed table, then how each step was chosen.
 
-Selection (docs/DESIGN "Selection"): the last step; a validator chosen in advance
+Selection: the last step; a validator chosen in advance
 (`selection.validator`, no target labels); labelled target validation (a reference); the
 oracle (the best test accuracy of any evaluation: an upper bound, never a result).
 """
@@ -8,8 +8,8 @@ oracle (the best test accuracy of any evaluation: an upper bound, never a result
 import numpy as np
 
 from tlu.adapt import validators as validators_lib
+from tlu.adapt.cells import BASELINES
 
-BASELINES = ('source_only', 'target_oracle')
 
 
 def _mean_std(summary, key):

@@ -22,9 +22,9 @@ def check(config, pixels):
   """ValueError naming the option out of range; `pixels`: values per image (H*W*C)."""
   if config.rows not in ROWS:
     raise ValueError(f"rows must be 'all' or 'test', got {config.rows!r}")
-  unknown = sorted(set(config.algorithms) - set(ALGORITHMS)) or (not config.algorithms and [''])
-  if unknown:
-    raise ValueError(f'algorithms={tuple(config.algorithms)}: name one or more of {ALGORITHMS}')
+  algorithms = _algorithms(config)
+  if not algorithms or set(algorithms) - set(ALGORITHMS):
+    raise ValueError(f'algorithms={algorithms}: name one or more of {ALGORITHMS}')
   if not 0 < config.pca_components <= pixels:
     raise ValueError(f'pca_components={config.pca_components} must be in 1..{pixels} '
                      '(the number of pixel values)')
@@ -42,17 +42,22 @@ def representations(pixels, features, pca_components):
 ALGORITHMS = ('kmeans', 'spectral')
 
 
+def _algorithms(config):
+  """config.algorithms (default: k-means alone)."""
+  return tuple(config.get('algorithms', ('kmeans',)))
+
+
 def specs(config, k):
   """One instance per representation and algorithm of `config.algorithms`: k-means writes
   '<short name>/<acc|nmi|ari>', spectral clustering (`config.spectral`: its options)
   '<short name>/spectral_<acc|nmi|ari>'."""
   out = {}
   for name in ('raw', 'pca', FEATURES):
-    if 'kmeans' in config.algorithms:
+    if 'kmeans' in _algorithms(config):
       out[name] = dict(type='kmeans', num_clusters=k, n_init=config.n_init,
                        max_iter=config.max_iter, seed=config.seed, normalize=False,
                        splits=(name,), prefix=f'{name}/')
-    if 'spectral' in config.algorithms:
+    if 'spectral' in _algorithms(config):
       out[f'{name}_spectral'] = dict(dict(config.spectral), type='spectral', num_clusters=k,
                                      seed=config.seed, normalize_features=False,
                                      splits=(name,), prefix=f'{name}/spectral_')
@@ -68,7 +73,7 @@ def compare(reps, labels, k, config, mesh):
   rows = [(long, x.shape[1], algorithm,
            *[summary[f'{name}/{"" if algorithm == "kmeans" else "spectral_"}{m}']
              for m in ('acc', 'nmi', 'ari')])
-          for name, (long, x) in reps.items() for algorithm in config.algorithms]
+          for name, (long, x) in reps.items() for algorithm in _algorithms(config)]
   return summary, tables.key_value_table(rows, ('input', 'dim', 'clustering', 'ACC', 'NMI',
                                                 'ARI'))
 
@@ -77,7 +82,7 @@ def report(config, dataset, n, k, backbone, table, picture=''):
   """report.md of the cluster stage: n rows clustered into k, the table, the picture."""
   options = ', '.join(f'{k}={v}' for k, v in sorted(dict(config.spectral).items()))
   spectral = (f' Spectral clustering: {options} (tlu/evaluators/spectral.py).'
-              if 'spectral' in config.algorithms else '')
+              if 'spectral' in _algorithms(config) else '')
   return (f'# Clustering {dataset}\n\n'
           f'{n} images ({config.rows} splits), k = {k}, k-means++ with {config.n_init} restarts '
           f'(lowest inertia kept).{spectral} ACC uses Hungarian matching of clusters to classes. Features: '

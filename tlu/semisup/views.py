@@ -53,8 +53,8 @@ def _randaugment(spec):
 
 
 def is_randaugment(spec):
-  return spec in RANDAUGMENT_VIEWS or (isinstance(spec, Mapping)
-                                       and spec.get('name') == RANDAUGMENT)
+  return ((isinstance(spec, str) and spec in RANDAUGMENT_VIEWS)
+          or (isinstance(spec, Mapping) and spec.get('name') == RANDAUGMENT))
 
 
 def make_view(spec):
