@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit
 
 
 @METHODS.register('fixmatch')
@@ -29,9 +29,7 @@ class FixMatch(SemiSupervised):
   @classmethod
   def check(cls, config):
     super().check(config)
-    tau = setting(config, 'threshold', cls.defaults)
-    if not 0 <= tau <= 1:
-      raise ValueError(f'method.threshold={tau!r} must be in [0, 1]')
+    check_unit(config, 'threshold', cls.defaults)
 
   def loss_fn(self, params, model_state, batch, rng):
     logits_lb, logits_w, logits_s, features, stats = self.logits_lb_w_s(

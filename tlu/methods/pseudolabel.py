@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
 
 
 def check_ramp(config, defaults):
@@ -37,9 +37,7 @@ class PseudoLabel(SemiSupervised):
   @classmethod
   def check(cls, config):
     super().check(config)
-    tau = setting(config, 'threshold', cls.defaults)
-    if not 0 <= tau <= 1:
-      raise ValueError(f'method.threshold={tau!r} must be in [0, 1]')
+    check_unit(config, 'threshold', cls.defaults)
     check_ramp(config, cls.defaults)
 
   def loss_fn(self, params, model_state, batch, rng):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
 
 
 @METHODS.register('uda')
@@ -32,8 +32,7 @@ class UDA(SemiSupervised):
   def check(cls, config):
     super().check(config)
     get = lambda key: setting(config, key, cls.defaults)
-    if not 0 <= get('threshold') <= 1:
-      raise ValueError(f'method.threshold={get("threshold")!r} must be in [0, 1]')
+    check_unit(config, 'threshold', cls.defaults)
     if not get('temperature') > 0:
       raise ValueError(f'method.temperature={get("temperature")!r} must be > 0')
     if get('tsa') not in consistency.TSA_SCHEDULES:

@@ -41,6 +41,13 @@ def setting(config, key, defaults=DEFAULTS):
   return config.get(key, defaults[key])
 
 
+def check_unit(config, key, defaults):
+  """ValueError unless config[key] (or its default) is in [0, 1]."""
+  value = setting(config, key, defaults)
+  if not 0 <= value <= 1:
+    raise ValueError(f'method.{key}={value!r} must be in [0, 1]')
+
+
 class SemiSupervised(Method):
   """Base of the FixMatch family, UDA, MixMatch, Mean Teacher and Pseudo-Label (not registered).
 

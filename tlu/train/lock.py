@@ -27,7 +27,7 @@ from jax.experimental import multihost_utils
 
 from tlu import diskfull
 from tlu.train import stop
-from tlu.train.workdir import WorkdirError, path as workdir_path
+from tlu.train.workdir import WorkdirError, make as make_workdir, path as workdir_path
 
 NAME = 'run.lock'
 _HELD = {}      # str(workdir) -> the record this process wrote there
@@ -169,12 +169,7 @@ def _acquire_here(root):
     if holder is not None and alive(holder):
       raise _busy(root, other, holder)
   missing = [d for d in (root, *root.parents) if not d.exists()]
-  try:
-    root.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    if diskfull.is_disk_full(e):
-      raise diskfull.DiskFull('the workdir', root.parent) from None
-    raise WorkdirError(f'cannot create workdir {root}: {e.strerror or e}') from None
+  make_workdir(root)
   _CREATED[str(root)] = missing
   mine, p = record(), root / NAME
   for _ in range(5):

@@ -100,17 +100,23 @@ def check(workdir, config, sweep_keys=()):
                        f'{"; ..." if len(diffs) > 3 else ""}); use another --workdir')
 
 
+def make(workdir):
+  """Creates `workdir` (and its parents): DiskFull on a full disk, WorkdirError otherwise."""
+  workdir = epath.Path(workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    if diskfull.is_disk_full(e):
+      raise diskfull.DiskFull('the workdir', workdir.parent) from None
+    raise WorkdirError(f'cannot create workdir {workdir}: {e.strerror or e}') from None
+
+
 def claim(workdir, config, sweep_keys=()):
   """Checks, then creates the workdir and writes config.json (process 0)."""
   check(workdir, config, sweep_keys)
   workdir = epath.Path(workdir)
   p = workdir / 'config.json'
   if jax.process_index() == 0:
-    try:
-      workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-      if diskfull.is_disk_full(e):
-        raise diskfull.DiskFull('the workdir', workdir.parent) from None
-      raise WorkdirError(f'cannot create workdir {workdir}: {e.strerror or e}') from None
+    make(workdir)
     if sweep_keys or not p.exists():
       write_json(p, config)
