@@ -1,5 +1,9 @@
 """Every reproduction config runs its own code path on mocked catalog data, on 1 and 8 devices.
 
+The SimCLR, ResNet-50 and SVHN -> MNIST configs run on both; the other self-supervised
+recipes on 8 only (their 1-device path is SimCLR's, and every method's 1-vs-8
+agreement is tests/test_methods.py's).
+
 Shrunk only in size (steps, batch, width, image size, neighbours): the stages,
 models, objectives, augmentations, sharding and per-host data split are the
 configs' own. 8 simulated devices exercise the sharded path and the global-batch
@@ -68,11 +72,10 @@ def test_cifar10_simclr_then_kmeans(tmp_path, devices):
   assert 0 <= c['contrastive/acc'] <= 1
 
 
-@pytest.mark.parametrize('devices', [1, 8])
 @pytest.mark.parametrize('method', [m for m in SSL_HEADS if m != 'simclr'])
-def test_cifar10_ssl_every_method(tmp_path, method, devices):
+def test_cifar10_ssl_every_method(tmp_path, method):
   s = mock_stage('pretrain', f'configs/cifar10_ssl.py:{method}', tmp_path / method, *SSL_SMALL,
-                 *SSL_HEADS[method], devices=devices)
+                 *SSL_HEADS[method], devices=8)
   assert s['steps'] == 2 and np.isfinite(s['train_loss'])
   for key in ('online_probe_accuracy', 'knn_accuracy', 'linear_probe_accuracy'):
     assert 0 <= s[key] <= 1, key
