@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tlu import checks, diskfull
-from tlu.train import lock, stop, workdir as workdir_lib
+from tlu.train import compile_time, lock, stop, workdir as workdir_lib
 from tlu.train.task import config_json
 
 FLAGS = flags.FLAGS
@@ -66,6 +66,14 @@ def define_flags(default_config):
     fail(_flag_message(e))
   flags.DEFINE_string('workdir', None, 'run directory (default: a new folder under runs/)')
   flags.DEFINE_bool('multihost', False, 'call jax.distributed.initialize() (TPU pods, multi-GPU)')
+  flags.DEFINE_string('compile_cache', _default_compile_cache(),
+                      'JAX persistent compilation cache directory, used when '
+                      'JAX_COMPILATION_CACHE_DIR is unset; empty: off')
+
+
+def _default_compile_cache():
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'tlu', 'jax-compile')
 
 
 def _parse(argv):
@@ -78,7 +86,9 @@ def _parse(argv):
 
 
 def stage_name(stage):
-  return stage.__name__.rsplit('.', 1)[-1]
+  """'train' for experiments/train.py, also when it runs as `python -m` (as __main__)."""
+  spec = getattr(stage, '__spec__', None)
+  return (spec.name if spec else stage.__name__).rsplit('.', 1)[-1]
 
 
 def check(stage, config, workdir, wired=False):
@@ -113,8 +123,13 @@ def launch(stage):
     logging.set_verbosity(logging.ERROR)
     if FLAGS.multihost:
       jax.distributed.initialize()
+    if FLAGS.compile_cache and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+      compile_time.enable_cache(FLAGS.compile_cache)
+    start = time.perf_counter()
     try:
-      main(stage, FLAGS.config, FLAGS.workdir)
+      with compile_time.CompileClock() as clock:
+        main(stage, FLAGS.config, FLAGS.workdir)
+      print(f'{stage_name(stage)}: {clock.line(time.perf_counter() - start)}')
     except (ConfigError, DatasetError, FileNotFoundError, workdir_lib.WorkdirError,
             CheckpointError) as e:
       fail(str(e))

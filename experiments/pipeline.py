@@ -13,7 +13,7 @@ import jax
 
 from experiments import common
 from tlu.report import pipeline as report_lib
-from tlu.train import mesh as mesh_lib, workdir as workdir_lib
+from tlu.train import compile_time, mesh as mesh_lib, workdir as workdir_lib
 
 DEFAULT_CONFIG = 'configs/pipeline.py'
 
@@ -43,8 +43,10 @@ def run(config, workdir, stages):
       continue
     print(f'== {sub} -> {path}')
     start = time.time()
-    stage.run(cfg, path, plan)
+    with compile_time.CompileClock() as clock:
+      stage.run(cfg, path, plan)
     times[sub] = time.time() - start
+    print(f'== {sub}: {clock.line(times[sub])}')
   if times or not workdir_lib.path(workdir, 'report.md').exists():
     report_lib.write(config, workdir, times, mesh_lib.make_mesh())
   if jax.process_index() == 0:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,7 +39,9 @@ def _leaves(tree):
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp('ref'))
-  run_stage('train', *_args(workdir, data_dir), check=True)
+  proc = run_stage('train', *_args(workdir, data_dir), check=True)
+  with open(f'{workdir}.stdout', 'w') as f:  # beside the run directory, not in it
+    f.write(proc.stdout)
   return workdir
 
 
@@ -57,6 +60,10 @@ def test_run_directory_contract(reference):
   assert summary['test_accuracy'] > 0.1 + 0.4
   assert any(f.startswith('events') for f in os.listdir(os.path.join(reference, 'tb')))
   assert sorted(int(s) for s in os.listdir(os.path.join(reference, 'checkpoints'))) == [20, 30, 40]
+  # Its compile seconds apart from the wall time (tlu.train.compile_time).
+  compiled = re.search(r'(?m)^train: compile ([\d.]+) s \((\d+) programs.*\) of ([\d.]+) s$',
+                       open(f'{reference}.stdout').read())
+  assert compiled and int(compiled[2]) > 0 and 0 <= float(compiled[1]) <= float(compiled[3])
 
 
 def test_eight_devices_give_the_same_loss_trajectory(reference, tmp_path, data_dir):
