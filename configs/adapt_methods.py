@@ -14,6 +14,8 @@ adds them with `c.update(adapt_methods.blocks(STEPS, BATCH_SIZE))` and runs one 
   mdd       MDD (Zhang et al. 2019): margin disparity discrepancy, adversarial classifier
   afn       Stepwise AFN (Xu et al. 2019): feature norms enlarged by delta_r per step
   aad       AaD (Yang et al. 2022): source-free, from the source run (like SHOT)
+  mcd       MCD (Saito et al. 2018): two classifiers' target discrepancy, max then min
+            (three update phases a step, num_k = 4 generator updates: 6 passes a step)
 
 Hyperparameters are the papers' / the Transfer-Learning-Library's (each method file
 says which); the optimiser is the TLlib digit runs' SGD (lr 0.01, momentum 0.9) with
@@ -24,7 +26,7 @@ been tuned on a target split.
 
 import ml_collections
 
-METHODS = ('cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad')
+METHODS = ('cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad', 'mcd')
 
 
 def optimizer(name='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=0,
@@ -82,6 +84,9 @@ def blocks(steps, batch_size, lr=0.01):
                    steps, batch_size, lr),
       # Source-free: starts from the source run; the classifier trains too (as the reference).
       'aad': _task(dict(name='aad', k=5, alpha=1.0, beta=5.0), steps, batch_size, lr),
+      # TLlib's digit runs: trade-offs 0.3 / 0.03, num_k 4, heads 1024 wide, one joint pass.
+      'mcd': _task(dict(name='mcd', width=1024, domain_weight=0.3, entropy_weight=0.03,
+                        num_k=4, batch_norm='joint'), steps, batch_size, lr),
   }
   assert tuple(out) == METHODS
   return out

@@ -152,6 +152,27 @@ def bsp(f_s, f_t):
   return s_s[0] ** 2 + s_t[0] ** 2
 
 
+def classifier_discrepancy(predictions1, predictions2):
+  """tllib/alignment/mcd.py classifier_discrepancy."""
+  return np.mean(np.abs(predictions1 - predictions2))
+
+
+def mcd_entropy(predictions):
+  """tllib/alignment/mcd.py entropy (the class-balance one)."""
+  return -np.mean(np.log(np.mean(predictions, 0) + 1e-6))
+
+
+def mcd_losses(y1_s, y2_s, labels_s, y1_t, y2_t, trade_off, trade_off_entropy):
+  """examples/domain_adaptation/image_classification/mcd.py train(): the losses of steps
+  A, B and C (each on its own forward pass: pass that pass's logits)."""
+  y1_t, y2_t = softmax(y1_t), softmax(y2_t)
+  loss_a = (cross_entropy(y1_s, labels_s) + cross_entropy(y2_s, labels_s) +
+            (mcd_entropy(y1_t) + mcd_entropy(y2_t)) * trade_off_entropy)
+  loss_b = loss_a - classifier_discrepancy(y1_t, y2_t) * trade_off
+  loss_c = classifier_discrepancy(y1_t, y2_t) * trade_off
+  return loss_a, loss_b, loss_c
+
+
 # ----------------------------------------------------------------------------- others
 
 

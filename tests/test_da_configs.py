@@ -17,7 +17,7 @@ def _config():
 
 
 def test_every_new_method_file_has_a_block():
-  new = {'cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad'}
+  new = {'cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad', 'mcd'}
   assert set(adapt_methods.METHODS) == new and new <= set(methods.names())
   for name, block in adapt_methods.blocks(100, 16).items():
     assert block.method.name == name

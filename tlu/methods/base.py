@@ -11,7 +11,8 @@ A method file defines a subclass of `Method` and registers it under its name
     jit-compiled; its `batch_stats` are the updated BatchNorm statistics, the same tree as
     the model's (the train step raises otherwise);
   - `phases`: optional, several update phases per step over parts of the parameters,
-    each with its own loss and optimizer state (`tlu.methods.phases`; MCD's three);
+    each with its own loss and optimizer state (`tlu.methods.phases`; MCD's three), or
+    `update_phases(config)` when they depend on the config (MCD's num_k generator updates);
   - `after_update(state) -> state`: optional, inside the jit step after the optimizer;
   - `host_update(state, host) -> (state, {split: metrics})`: optional host hook run
     before the first step and every `host_every` steps (SHOT's pseudo-labels); what it
@@ -82,6 +83,7 @@ class Method:
   def __init__(self, config, model, facts: RunFacts, augment=None):
     self.config, self.model, self.facts, self.augment = config, model, facts, augment
     self.mode = facts.mode
+    self.phases = type(self).update_phases(config)   # this config's phases (the step's)
 
   # ------------------------------------------------------------------ what a method declares
 
@@ -108,6 +110,13 @@ class Method:
     if online_probe:
       heads[PROBE] = heads_lib.classifier(num_classes)
     return heads
+
+  @classmethod
+  def update_phases(cls, config):
+    """The `Phase`s of a run with this method config (after `check`): `phases` unless a
+    method's phases depend on its config."""
+    del config
+    return cls.phases
 
   def init_extra(self, variables, rng):
     del variables, rng

@@ -2,11 +2,12 @@
 
 Most methods take one update of every parameter per step (`Method.phases = ()`). A method
 whose objective is a sequence of min and max games over different parameter subsets
-declares them in order, e.g. MCD (Saito et al. 2018, section 3.2):
+declares them in order (`Method.phases`, or `Method.update_phases(config)` when they
+depend on the config), e.g. MCD (Saito et al. 2018, section 3.2; tlu/methods/mcd.py):
 
-  phases = (Phase('source', ('backbone', 'classifier1', 'classifier2'), 'source_loss'),
-            Phase('maximise', ('classifier1', 'classifier2'), 'discrepancy_max_loss'),
-            Phase('minimise', ('backbone',), 'discrepancy_min_loss'))
+  (Phase('source', ('backbone', 'head', 'head2'), 'source_loss'),
+   Phase('maximise', ('head', 'head2'), 'maximise_loss'),
+   Phase('minimise', ('backbone',), 'minimise_loss'), ...)   # num_k generator updates
 
 Within one step (`tlu.train.step`) phase i differentiates its loss (a method attribute
 `loss(params, model_state, batch, rng) -> LossOutput`, rng folded with i) with respect to

@@ -97,8 +97,8 @@ def build_method(cfg, splits, model=None):
   unfreeze = tuple(cfg.get('unfreeze', ()))   # gradual unfreezing (ULMFiT), tlu.transfer.freeze
   make_tx = lambda p: (freeze_lib.masked_optimizer(base, p, groups, unfreeze=unfreeze or None)
                        if groups or unfreeze else base())
-  tx = (phases_lib.PhaseOptimizers(method_cls.phases, make_tx, params) if method_cls.phases
-        else make_tx(params))
+  phases = method_cls.update_phases(cfg.method)
+  tx = phases_lib.PhaseOptimizers(phases, make_tx, params) if phases else make_tx(params)
   method = method_cls(cfg.method, model, facts, augment=augment_fn(cfg.get('augment')))
   return method, model, tx
 
@@ -252,7 +252,7 @@ def check_task(cfg, splits=None):
                        f'use a multiple of {n}')
   method_cls = methods.get(cfg.method.name)
   method_cls.check(cfg.method)
-  if cfg.get('online_probe', False) and method_cls.phases:
+  if cfg.get('online_probe', False) and method_cls.update_phases(cfg.method):
     raise ValueError(f'online_probe=True: method {method_cls.name} has update phases; the '
                      'probe rides on single-update methods only')
   if cfg.get('online_probe', False) and method_cls.inputs not in PROBE_INPUTS:
