@@ -88,3 +88,25 @@ def info_nce(q, k, temperature):
   loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
   accuracy = jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
   return 2.0 * temperature * loss, {'contrastive_accuracy': jax.lax.stop_gradient(accuracy)}
+
+
+def nnclr_loss(nn, p, temperature):
+  """NNCLR's contrastive term (Dwibedi et al. 2021, eq. 3; solo-learn's nnclr_loss_func).
+
+  Both l2-normalised; logits = nn p^T / tau (N, N) over the global batch; the positive of
+  neighbour n is prediction n:  loss = CE(logits, arange(N)), mean over n.
+
+  Args:
+    nn: (N, d) nearest neighbours of one view's projections in the support queue (constants);
+    p: (N, d) predictor outputs of the other view; temperature: tau > 0 (0.2).
+
+  Returns:
+    (loss () float32, {'contrastive_accuracy': fraction of rows whose own prediction ranks first}).
+  """
+  nn = l2_normalize(nn.astype(jnp.float32))
+  p = l2_normalize(p.astype(jnp.float32))
+  logits = jnp.matmul(nn, p.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  labels = jnp.arange(nn.shape[0])
+  loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
+  accuracy = jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
+  return loss, {'contrastive_accuracy': jax.lax.stop_gradient(accuracy)}
