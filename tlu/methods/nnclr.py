@@ -5,7 +5,8 @@ projection itself.
 
 Implemented as solo-learn's `NNCLR` and `nnclr_loss_func`: z = l2-normalised
 projector(f(x)), p = predictor(z); NN(z, Q) = argmax_q z . q over the support queue Q
-(eq. 2, unit vectors); eq. 4 symmetrised as the reference code,
+(Section 3.1: the nearest of unit vectors); the NNCLR loss symmetrised as the
+reference code,
 
   loss = CE(NN(z1) p2^T / tau, diag) / 2 + CE(NN(z2) p1^T / tau, diag) / 2
 

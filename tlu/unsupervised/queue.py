@@ -29,7 +29,7 @@ def enqueue(state, rows):
 
 
 def nearest_neighbours(z, queue):
-  """NNCLR's support-set lookup (Dwibedi et al. 2021, eq. 2: NN(z, Q) = argmin_q ||z - q||
+  """NNCLR's support-set lookup (Dwibedi et al. 2021, Section 3.1: NN(z, Q) = argmin_q ||z - q||
   over unit vectors, i.e. the largest z . q): (index (N,) int32, queue[index] (N, d)), no gradient.
 
   z: (N, d) l2-normalised projections; queue: (Q, d) l2-normalised rows.
