@@ -19,7 +19,8 @@ A method file defines a subclass of `Method` and registers it under its name
     changes goes into `state.extra`, so resume is exact;
   - `inputs`: the batch layout it reads, a name in `tlu.methods.layouts.LAYOUTS`
     (labelled, images, paired source + target, indexed, labelled + unlabelled at a ratio);
-  - `check(config)`: the ranges of its config values (ValueError naming key and value).
+  - `check(config)`: the ranges of its config values (ValueError naming key and value);
+    `check_batch(config, batch_size)`: those that depend on the global batch size.
 The loop, the step, checkpoints, freezing and evaluation belong to the house.
 
 The online linear probe (solo-learn's protocol) is the house's too: with the task's
@@ -96,6 +97,12 @@ class Method:
   def check(cls, config):
     """Raises ValueError for a config value out of its range."""
     del config
+
+  @classmethod
+  def check_batch(cls, config, batch_size):
+    """Raises ValueError for a config value that does not fit the global batch size
+    (W-MSE's whitening sub-batches); run with `check`, before any compute."""
+    del config, batch_size
 
   @classmethod
   def heads(cls, config, num_classes):

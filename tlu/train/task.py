@@ -252,6 +252,7 @@ def check_task(cfg, splits=None):
                        f'use a multiple of {n}')
   method_cls = methods.get(cfg.method.name)
   method_cls.check(cfg.method)
+  method_cls.check_batch(cfg.method, cfg.batch_size)
   if cfg.get('online_probe', False) and method_cls.update_phases(cfg.method):
     raise ValueError(f'online_probe=True: method {method_cls.name} has update phases; the '
                      'probe rides on single-update methods only')

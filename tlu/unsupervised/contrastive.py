@@ -88,3 +88,49 @@ def info_nce(q, k, temperature):
   loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
   accuracy = jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
   return 2.0 * temperature * loss, {'contrastive_accuracy': jax.lax.stop_gradient(accuracy)}
+
+
+def nnclr_loss(nn, p, temperature):
+  """NNCLR's contrastive term (Dwibedi et al. 2021, Section 3.1; solo-learn's nnclr_loss_func).
+
+  Both l2-normalised; logits = nn p^T / tau (N, N) over the global batch; the positive of
+  neighbour n is prediction n:  loss = CE(logits, arange(N)), mean over n.
+
+  Args:
+    nn: (N, d) nearest neighbours of one view's projections in the support queue (constants);
+    p: (N, d) predictor outputs of the other view; temperature: tau > 0 (0.2).
+
+  Returns:
+    (loss () float32, {'contrastive_accuracy': fraction of rows whose own prediction ranks first}).
+  """
+  nn = l2_normalize(nn.astype(jnp.float32))
+  p = l2_normalize(p.astype(jnp.float32))
+  logits = jnp.matmul(nn, p.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  labels = jnp.arange(nn.shape[0])
+  loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
+  accuracy = jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
+  return loss, {'contrastive_accuracy': jax.lax.stop_gradient(accuracy)}
+
+
+def ressl_loss(q, k, queue, temperature_q, temperature_k):
+  """ReSSL's relational loss (Zheng et al. 2021, Section 3; solo-learn's ressl_loss_func).
+
+  The student's and the teacher's similarity distributions over the queue,
+    p_i = softmax(q_i . queue^T / tau_q),  t_i = softmax(k_i . queue^T / tau_k) (constant),
+  loss = mean_i KL(t_i || p_i) up to the teacher's entropy = mean_i -sum_j t_ij log p_ij.
+  q, k are taken as given (the caller l2-normalises them, as solo-learn's forward passes).
+
+  Args:
+    q: (N, d) student (online) projections of one view; k: (N, d) teacher (momentum)
+      projections of the other view; queue: (Q, d) past teacher projections;
+    temperature_q, temperature_k: tau_q > tau_k > 0 (0.1, 0.04: the teacher sharper).
+
+  Returns:
+    () float32.
+  """
+  queue = jax.lax.stop_gradient(queue.astype(jnp.float32))
+  logits_q = jnp.matmul(q.astype(jnp.float32), queue.T, precision=jax.lax.Precision.HIGHEST)
+  logits_k = jnp.matmul(jax.lax.stop_gradient(k.astype(jnp.float32)), queue.T,
+                        precision=jax.lax.Precision.HIGHEST)
+  teacher = jax.nn.softmax(logits_k / temperature_k, axis=1)
+  return -jnp.mean(jnp.sum(teacher * jax.nn.log_softmax(logits_q / temperature_q, axis=1), 1))
