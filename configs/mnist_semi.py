@@ -46,6 +46,10 @@ def method_blocks(mu, weak=WEAK, strong=STRONG):
       'flexmatch': dict(name='flexmatch', **semi),
       'freematch': dict(name='freematch', **semi),
       'softmatch': dict(name='softmatch', **semi),
+      # SimCLRv2's distillation: not in METHODS, it needs a teacher run
+      # (`--config.methods='("distill",)' --config.distill.teacher=<run dir>`).
+      'distill': dict(name='distill', teacher='', teacher_step=config_dict.placeholder(int),
+                      temperature=1.0, label_weight=0.0, **semi),
   }
 
 
