@@ -19,6 +19,7 @@ import time
 
 import jax
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from tlu import checks, diskfull
@@ -72,8 +73,8 @@ def define_flags(default_config):
 
 
 def _default_compile_cache():
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-  return os.path.join(base, 'tlu', 'jax-compile')
+  base = os.environ.get('XDG_CACHE_HOME') or epath.Path('~').expanduser() / '.cache'
+  return str(epath.Path(base) / 'tlu' / 'jax-compile')
 
 
 def _parse(argv):
