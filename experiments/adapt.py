@@ -7,6 +7,7 @@ source-free methods, source runs): tlu/adapt/cells.py.
 import sys
 
 from experiments import common
+from tlu import checks
 from tlu.adapt import cells
 from tlu.train import mesh as mesh_lib, sweep, task, workdir as workdir_lib
 
@@ -20,10 +21,13 @@ def check(config, workdir, wired=False):
   common.check_workdir(workdir, config, SWEEP_KEYS)
   cells.check_methods(config)
   cells.check_validators(config)
+  cells.check_values(config)
   data = cells.AdaptData(config)
-  task.check_task(config.source_task, data.source_splits)
+  with checks.under('source_task.'):
+    task.check_task(config.source_task, data.source_splits)
   for name in config.methods:
-    task.check_task(*data.cell(config, name, 0))
+    with checks.under(cells.where(name)):
+      task.check_task(*data.cell(config, name, 0))
   if config.source and cells.needs_source(config):
     for seed in config.seeds:
       cells.source_init(config, data, workdir, seed)

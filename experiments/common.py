@@ -80,7 +80,7 @@ def _default_compile_cache():
 def _parse(argv):
   try:
     rest = FLAGS(argv)
-    checks.check_ranges(FLAGS.config)  # also raises a config file's own loading error
+    checks.check_finite(FLAGS.config)  # also raises a config file's own loading error
     return rest
   except Exception as e:  # absl/ml_collections raise many types for bad flags
     fail(_flag_message(e))
@@ -163,6 +163,8 @@ def preempted():  # SIGTERM or Ctrl-C arrived (tlu/train/stop.py): the loop save
 
 
 def check_batch(batch_size, what='batch_size'):
+  """The batch size of a stage that reads features: >= 1, divisible by the devices."""
+  checks.check_values({what: batch_size}, {what: checks.POSITIVE_INT})
   if batch_size % jax.device_count():
     raise ConfigError(f'{what}={batch_size} is not divisible by the {jax.device_count()} '
                       f'devices; use a multiple of {jax.device_count()}')

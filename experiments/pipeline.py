@@ -12,6 +12,7 @@ import time
 import jax
 
 from experiments import common
+from tlu import checks
 from tlu.report import pipeline as report_lib
 from tlu.train import compile_time, mesh as mesh_lib, workdir as workdir_lib
 
@@ -29,7 +30,8 @@ def check(config, workdir, wired=False):
       with cfg.unlocked():
         cfg.source = str(workdir_lib.path(workdir, source))
     stage = importlib.import_module(f'experiments.{name}')
-    stages.append((sub, stage, cfg, common.check(stage, cfg, path, bool(source))))
+    with checks.under(f'{key}.'):   # a value's key as written in the pipeline's config
+      stages.append((sub, stage, cfg, stage.check(cfg, path, bool(source))))
   return stages
 
 

@@ -12,6 +12,7 @@ import sys
 import jax
 
 from experiments import common
+from tlu import checks
 from tlu.train import mesh as mesh_lib, sweep, task, workdir as workdir_lib
 from tlu.transfer import cells
 
@@ -29,8 +30,10 @@ def check(config, workdir, wired=False):
     return splits, None, source, config.source
   source_dir = str(workdir_lib.path(workdir, 'source'))
   common.check_workdir(source_dir, config.source_task)
-  source_splits = task.task_splits(config.source_task.dataset)
-  task.check_task(config.source_task, source_splits)
+  with checks.under('source_task.'):
+    task.check_values(config.source_task)
+    source_splits = task.task_splits(config.source_task.dataset)
+    task.check_task(config.source_task, source_splits)
   return splits, source_splits, None, source_dir
 
 

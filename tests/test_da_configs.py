@@ -3,7 +3,7 @@
 import pytest
 
 from configs import adapt_methods, digits_to_digits_m
-from tlu import checks, methods
+from tlu import methods
 from tlu.adapt import cells
 from tlu.train import task
 
@@ -27,7 +27,7 @@ def test_every_new_method_file_has_a_block():
 def test_each_block_passes_every_check_before_compute(name):
   config = _config()
   cells.check_methods(config)
-  checks.check_ranges(config)
+  cells.check_values(config)
   cfg = cells.cell_task(config, name, seed=1)
   method_cls = methods.get(cfg.method.name)
   named = ('validation', 'target_train', 'source_train', 'source_validation')   # the sweep's

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from tlu import checks
 from tlu.data import augment as augment_lib
 from tlu.data.augment import cutout as cutout_lib
 from tlu.data.augment import randaugment as ra
@@ -209,7 +208,7 @@ def test_a_spec_names_randaugment_and_cutout_and_checks_their_ranges():
   assert (config.shift_frac, config.randaugment_ops, config.cutout_frac) == (0.125, 3, 0.25)
   for bad in ({'randaugment_ops': -1}, {'cutout_frac': 1.5}, {'shift_frac': -0.1}):
     with pytest.raises(ValueError, match=next(iter(bad))):
-      checks.check_ranges({'augment': bad})
+      augment_lib.resolve_config(bad)
 
 
 def test_strong_view_gives_each_image_its_own_policy_on_pillow_levels():

@@ -15,6 +15,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -90,9 +91,13 @@ def reference(tmp_path_factory, data_dir):
     ('eval_every', -1, 'eval_every=-1: must be an integer >= 0'),
     ('online_probe', 1, 'online_probe=1: must be True or False'),
 ])
-def test_every_range_is_checked_by_key_name(key, value, message):
+def test_each_owner_checks_the_keys_of_its_own_block(key, value, message):
+  # The house's keys (batch_size, steps, ...), the optimizer's, the method's: each by the
+  # code that reads it (tlu.checks.TASK, tlu.train.optim.RANGES, Supervised.ranges); a NaN
+  # anywhere when the command line is parsed.
   from configs import digits_supervised  # pylint: disable=import-outside-toplevel
-  from tlu.checks import check_ranges  # pylint: disable=import-outside-toplevel
+  from tlu import checks  # pylint: disable=import-outside-toplevel
+  from tlu.train import task  # pylint: disable=import-outside-toplevel
   config = digits_supervised.get_config()
   *parents, leaf = key.split('.')
   block = config
@@ -100,17 +105,38 @@ def test_every_range_is_checked_by_key_name(key, value, message):
     block = block[p]
   block[leaf] = value
   with pytest.raises(ValueError, match=re.escape(message)):
-    check_ranges(config)
+    checks.check_finite(config)
+    task.check_values(config)
 
 
-def test_nested_blocks_inherit_the_checks_of_the_keys_they_reuse():
+def test_a_key_is_checked_by_its_owner_only():
+  # A method block's own `k` gets AaD's rule, and no rule in a method that does not declare
+  # it; `momentum` is the optimizer's [0, 1] in `optimizer` and BYOL's in BYOL's block.
+  from configs import digits_supervised  # pylint: disable=import-outside-toplevel
+  from tlu.train import task  # pylint: disable=import-outside-toplevel
+  config = digits_supervised.get_config()
+  with config.unlocked():
+    config.method.k = -3             # supervised declares no `k`
+    config.method.margin = -1.0      # nor `margin`
+  task.check_values(config)
+  config.method = ml_collections.ConfigDict(dict(name='byol', momentum=1.5, projector=(8,),
+                                                 predictor=(8,)))
+  with pytest.raises(ValueError, match=re.escape('method.momentum=1.5: must be a number in')):
+    task.check_values(config)
+
+
+def test_a_nested_block_is_named_as_the_user_wrote_it():
+  # The pipeline's adaptation cell 'dann' reads adapt.dann.optimizer: its range error names
+  # that key, through the adapt stage's per-cell checks under the pipeline's prefix.
   from configs import pipeline  # pylint: disable=import-outside-toplevel
-  from tlu.checks import check_ranges  # pylint: disable=import-outside-toplevel
+  from tlu import checks  # pylint: disable=import-outside-toplevel
+  from tlu.adapt import cells  # pylint: disable=import-outside-toplevel
   config = pipeline.get_config()
-  check_ranges(config)
+  cells.check_values(config.adapt)
   config.adapt.dann.optimizer.momentum = 1.5
   with pytest.raises(ValueError, match=re.escape('adapt.dann.optimizer.momentum=1.5')):
-    check_ranges(config)
+    with checks.under('adapt.'):
+      cells.check_values(config.adapt)
 
 
 @pytest.mark.parametrize('flag, message', [

@@ -138,7 +138,7 @@ def test_sweep_runs_every_strategy_and_linear_probe_keeps_the_backbone(source, t
     (('--config.head_init=means',), "head_init 'means': use one of"),
     (('--config.labels_per_class=(1, 200)',), 'has too few examples of classes {5: 145'),
     (('--config.source={src}',), 'has no checkpoints'),
-    (('--config.steps=0',), 'steps=0: must be >= 1'),
+    (('--config.steps=0',), 'steps=0: must be an integer >= 1'),
 ])
 def test_bad_transfer_input(tmp_path, data_dir, args, message):
   src = tmp_path / 'untrained_source'   # a run directory whose training never saved

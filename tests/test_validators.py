@@ -172,7 +172,7 @@ def test_weighted_spearman_is_musgrave_et_al_s_with_ties():
 @pytest.mark.parametrize('spec, message', [
     (dict(name='nope'), "name='nope' must be one of"),
     (dict(name='dev', splits=('target_train',)), 'validator dev reads 3'),
-    (dict(name='snd', temperature=0.0), 'temperature=0.0 must be > 0'),
+    (dict(name='snd', temperature=0.0), 'temperature=0.0: must be a finite number > 0'),
     (dict(name='devn', error='hinge'), "error='hinge' must be one of"),
 ])
 def test_bad_validator_options_fail_before_any_compute(spec, message):

@@ -1,57 +1,98 @@
-"""Range checks of every config value, by key name, before anything is written or compiled.
+"""Range checks, declared by the code that reads the values, run before any compute.
 
-One place for every stage: `check_ranges(config)` walks the whole (nested) config and
-applies the rule of each key it knows, wherever the key sits (`batch_size`,
-`dann.batch_size`, `pipeline.transfer.source_task.optimizer.lr`), so a new config
-block inherits the checks of the keys it reuses. Every float must be finite.
-Enumerations (method, evaluator, model, optimizer and augmentation names) are
-checked by their registries when the stage builds them, also before compute.
+Each owner declares the ranges of its own block's keys, exact names only, as
+`{key: Range}`: a method class its `ranges` (applied to `config.method`), an evaluator
+class its `ranges` (each `config.evals.<name>`), a backbone its registered `ranges`
+(`config.model`), `tlu.train.optim.RANGES` (`config.optimizer`), the augmentation and
+dataset modules theirs, each stage its own keys; the house (`TASK`) keeps only a task
+config's own keys: batch sizes, step budget, evaluation and checkpoint cadence. No rule
+applies to a key by its name elsewhere. `check_values` applies one owner's table to one
+block; a stage wraps the checks of a block nested in its config in `under(prefix)`, so a
+message names the key as the user wrote it ("adapt.dann.optimizer.momentum=1.5: must be a
+number in [0, 1]"). `check_finite` refuses a NaN or infinite float anywhere in a config,
+when the command line is parsed.
 """
 
+import contextlib
+import dataclasses
 import math
-import re
+from typing import Callable
 
 
-def _positive(v):
-  return v > 0
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """ok(number) -> bool for every number of the value (a tuple's elements one by one)."""
+  ok: Callable[[float], bool]
+  allowed: str
 
 
-def _non_negative(v):
-  return v >= 0
+POSITIVE_INT = Range(lambda v: v > 0, 'an integer >= 1')
+NON_NEGATIVE_INT = Range(lambda v: v >= 0, 'an integer >= 0 (0: off or all)')
+POSITIVE = Range(lambda v: v > 0, 'a finite number > 0')
+NON_NEGATIVE = Range(lambda v: v >= 0, 'a finite number >= 0')
+UNIT = Range(lambda v: 0 <= v <= 1, 'a number in [0, 1]')
+BELOW_ONE = Range(lambda v: 0 <= v < 1, 'a number in [0, 1)')
+WIDTHS = Range(lambda v: v > 0, 'widths >= 1')
+FEW_LABELS = Range(lambda v: v >= 0, 'integers >= 0 (0: every label)')
 
 
-def _unit(v):
-  return 0 <= v <= 1
+class RangeError(ValueError):
+  """A value out of its range: '<dotted key>=<value>: must be <allowed>'."""
+
+  def __init__(self, path, value, allowed):
+    super().__init__(f'{path}={value!r}: must be {allowed}')
+    self.path, self.value, self.allowed = path, value, allowed
 
 
-RULES = (  # (key regex, predicate, what is allowed); the first full match applies
-    (r'(.*_)?batch_size|checkpoint_every|log_every|keep_checkpoints|n_init|max_iter|'
-     r'knn_k|k|kmeans_clusters|pca_components|trials|lp_steps|width|'
-     r'grad_accum_steps|base_batch_size|num_prototypes|.*_iterations|local_crops|kernel_size',
-     _positive,
-     'an integer >= 1'),
-    (r'steps', _non_negative, '>= 1 (or 0 with epochs >= 1)'),
-    (r'features', _non_negative, 'an integer >= 0 (0: no fc layer, cnn only)'),
-    (r'epochs|steps_per_epoch|eval_every|warmup_steps|num_clusters|image_size|channels|'
-     r'cluster_rounds|few_shot_trials|.*_steps|local_size|randaugment_ops', _non_negative,
-     'an integer >= 0 (0: off or all)'),
-    (r'lr|temperature|.*_temperature|eps|epsilon|input_std', _positive, 'a finite number > 0'),
-    (r'depth|mlp_dim|num_heads|patch_size|hidden_size|num_layers', _positive, 'an integer >= 1'),
-    (r'weight_decay|grad_clip_norm|.*_lr_mult|noise_std|head_l2_scale|beta|alpha|gamma|'
-     r'.*_weight|.*_deg|.*_std|margin|.*_scale', _non_negative, 'a finite number >= 0'),
-    (r'momentum|.*_momentum|.*_prob|prob|.*_shrinkage|translate_frac|shift_frac|cutout_frac', _unit,
-     'a number in [0, 1]'),
-    (r'label_smoothing', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
-    (r'labels_per_class', _non_negative, 'integers >= 0 (0: every label)'),
-    (r'widths|dims|projector|predictor|domain_head|hidden', _positive, 'widths >= 1'),
-)
-
-
-FLAGS = r'online_probe'   # keys whose value must be True or False
+@contextlib.contextmanager
+def under(prefix):
+  """Re-raises a RangeError of the block checked inside with its key as the user wrote it:
+  `prefix` before it, or `prefix(key)` when a function (a block assembled from several)."""
+  try:
+    yield
+  except RangeError as e:
+    path = prefix(e.path) if callable(prefix) else prefix + e.path
+    raise RangeError(path, e.value, e.allowed) from None
 
 
 def _is_number(v):
   return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_values(block, ranges, where=''):
+  """RangeError naming the first key of `ranges` whose value in `block` is out of range.
+
+  block: a mapping (ConfigDict or dict); ranges: {key: Range}; where: the block's dotted
+  path with its trailing dot ('method.'). Keys the block does not have are skipped.
+  """
+  if block is None:
+    return
+  for key, rng in ranges.items():
+    if key not in block:
+      continue
+    value = block[key]
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if any(_is_number(v) and not rng.ok(v) for v in values):
+      raise RangeError(f'{where}{key}', value, rng.allowed)
+
+
+TASK = {   # the house's own keys of a task config
+    'batch_size': POSITIVE_INT, 'eval_batch_size': POSITIVE_INT,
+    'steps': Range(lambda v: v >= 0, '>= 1 (or 0 with epochs >= 1)'),
+    'epochs': NON_NEGATIVE_INT, 'steps_per_epoch': NON_NEGATIVE_INT,
+    'checkpoint_every': POSITIVE_INT, 'log_every': POSITIVE_INT,
+    'keep_checkpoints': POSITIVE_INT, 'eval_every': NON_NEGATIVE_INT,
+}
+
+
+def check_task_values(cfg, where=''):
+  """The house's checks of a task config's own keys, and its step budget."""
+  check_values(cfg, TASK, where)
+  if 'online_probe' in cfg and not isinstance(cfg['online_probe'], bool):
+    raise RangeError(f'{where}online_probe', cfg['online_probe'], 'True or False')
+  steps, epochs = cfg.get('steps', 0), cfg.get('epochs', 0)
+  if not (steps >= 1 or (steps == 0 and epochs >= 1)):
+    raise RangeError(f'{where}steps', steps, '>= 1 (or 0 with epochs >= 1)')
 
 
 def _leaves(tree, prefix=''):
@@ -60,36 +101,13 @@ def _leaves(tree, prefix=''):
     if isinstance(value, dict):
       yield from _leaves(value, path + '.')
     else:
-      yield path, str(key), value
+      yield path, value
 
 
-def check_ranges(config):
-  """Raises ValueError naming the first key whose value is out of its range.
-
-  config: a ConfigDict or nested dict. Message: "<dotted key>=<value>: must be <allowed>".
-  """
+def check_finite(config):
+  """RangeError naming the first float of `config` (nested, tuples too) that is not finite."""
   tree = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
-  for path, key, value in _leaves(tree):
+  for path, value in _leaves(tree):
     values = value if isinstance(value, (tuple, list)) else (value,)
-    numbers = [v for v in values if _is_number(v)]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-      raise ValueError(f'{path}={value!r}: must be finite')
-    if re.fullmatch(FLAGS, key) and not isinstance(value, bool):
-      raise ValueError(f'{path}={value!r}: must be True or False')
-    for pattern, ok, allowed in RULES:
-      if re.fullmatch(pattern, key):
-        bad = [v for v in numbers if not ok(v)]
-        if bad:
-          raise ValueError(f'{path}={value!r}: must be {allowed}')
-        break
-  _check_step_budgets(tree)
-
-
-def _check_step_budgets(tree, prefix=''):
-  """A block with `steps` trains for steps >= 1, or for epochs >= 1 when steps is 0."""
-  if 'steps' in tree and _is_number(tree['steps']) and tree['steps'] == 0 and not (
-      _is_number(tree.get('epochs')) and tree['epochs'] >= 1):
-    raise ValueError(f'{prefix}steps=0: must be >= 1 (or 0 with {prefix}epochs >= 1)')
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      _check_step_budgets(value, f'{prefix}{key}.')
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+      raise RangeError(path, value, 'finite')

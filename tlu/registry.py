@@ -27,13 +27,15 @@ class Registry:
 
   def __init__(self, kind, package=None):
     self.kind, self.package = kind, package
-    self._entries = {}
+    self._entries, self._ranges = {}, {}
     self._loaded = package is None
 
-  def register(self, name):
+  def register(self, name, ranges=None):
     """Decorator: registers `obj` under `name` and returns it unchanged.
 
-    A class gets `obj.name = name`. Registering a taken name is a ValueError.
+    A class gets `obj.name = name`. Registering a taken name is a ValueError. `ranges`
+    ({key: tlu.checks.Range}, for a plug-in that is a function): the ranges of the keys
+    of its config block, read back by `ranges(name)` (a class declares its own `ranges`).
     """
 
     def decorate(obj):
@@ -42,6 +44,8 @@ class Registry:
       self._entries[name] = obj
       if isinstance(obj, type):
         obj.name = name
+      if ranges is not None:
+        self._ranges[name] = dict(ranges)
       return obj
 
     return decorate
@@ -65,6 +69,11 @@ class Registry:
     if name not in self._entries:
       raise ValueError(f'unknown {self.kind} {name!r}; known: {", ".join(self.names())}')
     return self._entries[name]
+
+  def ranges(self, name):
+    """{key: tlu.checks.Range} of the plug-in `name`'s config block ({} if it declares none)."""
+    obj = self.get(name)
+    return self._ranges.get(name, getattr(obj, 'ranges', {}))
 
   def __contains__(self, name):
     self._load()

@@ -20,7 +20,7 @@ labels" number (`tlu.adapt.selection`).
 import jax
 import numpy as np
 
-from tlu import methods
+from tlu import checks, methods
 from tlu.adapt import selection, validators as validators_lib
 from tlu.models import build_model
 from tlu.train import sweep, task, workdir as workdir_lib, writers
@@ -29,6 +29,26 @@ from tlu.transfer.pretrained import PretrainedError, load_pretrained
 from tlu.transfer.surgery import TransplantError, transplant
 
 BASELINES = ('source_only', 'target_oracle')
+RANGES = {'eval_batch_size': checks.POSITIVE_INT}   # the sweep's own keys
+
+
+def where(name):
+  """The config block a cell's values come from, as a key prefix."""
+  return 'source_task.' if name == 'source_only' else f'{name}.'
+
+
+def check_values(config):
+  """The ranges of the sweep's own keys and of every cell's task config, before any data is
+  opened; RangeError naming the key as written in the sweep's config."""
+  checks.check_values(config, RANGES)
+  checks.check_values(config.target, subsets.RANGES, 'target.')
+  with checks.under('source_task.'):
+    task.check_values(config.source_task)
+  for name in config.methods:
+    if name not in BASELINES or name == 'target_oracle':
+      with checks.under(where(name)):
+        task.check_values(oracle_task(config, 0) if name == 'target_oracle' else
+                          cell_task(config, name, 0))
 
 
 class AdaptData:

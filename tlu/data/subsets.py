@@ -7,7 +7,11 @@ copies: the underlying TFDS source is read lazily through them.
 
 import numpy as np
 
+from tlu import checks
 from tlu.data import preprocess, sources
+
+# Of a dataset config: every image fitted to image_size x image_size x channels (0: as stored).
+RANGES = {'image_size': checks.NON_NEGATIVE_INT, 'channels': checks.NON_NEGATIVE_INT}
 
 
 def labels_of(source):

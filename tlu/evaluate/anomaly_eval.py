@@ -13,8 +13,12 @@ import jax
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from tlu import checks
 from tlu.report import tables
 from tlu.unsupervised import anomaly, kmeans as kmeans_lib
+
+RANGES = {'knn_k': checks.POSITIVE_INT, 'kmeans_clusters': checks.POSITIVE_INT,
+          'mahalanobis_shrinkage': checks.UNIT}   # the anomaly stage's own keys
 
 
 def one_class_auroc(score_fn, feats_train, labels_train, feats_test, labels_test,
@@ -60,10 +64,8 @@ def scorers(knn_k=5, mahalanobis_shrinkage=0.1, kmeans_clusters=5, seed=0):
   `kmeans_clusters` k-means centroids (k-means++, 5 restarts; fewer centroids when the
   normal class has fewer rows). ValueError for options out of range.
   """
-  if knn_k < 1 or kmeans_clusters < 1:
-    raise ValueError(f'knn_k={knn_k} and kmeans_clusters={kmeans_clusters} must be >= 1')
-  if not 0 <= mahalanobis_shrinkage <= 1:
-    raise ValueError(f'mahalanobis_shrinkage={mahalanobis_shrinkage} must be in [0, 1]')
+  checks.check_values(dict(knn_k=knn_k, mahalanobis_shrinkage=mahalanobis_shrinkage,
+                           kmeans_clusters=kmeans_clusters), RANGES)
 
   def kmeans_distance(train, test):
     k = min(kmeans_clusters, len(train))

@@ -9,17 +9,21 @@ features: Hungarian accuracy, NMI and ARI.
 
 import numpy as np
 
-from tlu import evaluators
+from tlu import checks, evaluators
 from tlu.evaluate.features import l2_normalize
 from tlu.report import tables
 from tlu.unsupervised import pca as pca_lib
 
 ROWS = {'all': ('train_split', 'eval_split'), 'test': ('eval_split',)}   # the splits clustered
 FEATURES = 'contrastive'
+RANGES = {'batch_size': checks.POSITIVE_INT, 'n_init': checks.POSITIVE_INT,
+          'max_iter': checks.POSITIVE_INT, 'num_clusters': checks.NON_NEGATIVE_INT,
+          'pca_components': checks.POSITIVE_INT}   # the cluster stage's own keys
 
 
 def check(config, pixels):
   """ValueError naming the option out of range; `pixels`: values per image (H*W*C)."""
+  checks.check_values(config, RANGES)
   if config.rows not in ROWS:
     raise ValueError(f"rows must be 'all' or 'test', got {config.rows!r}")
   algorithms = _algorithms(config)

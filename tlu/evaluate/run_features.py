@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlu import checks
 from tlu.data import sources, subsets
 from tlu.evaluate.features import extract_features
 from tlu.models import build_model
@@ -23,6 +24,7 @@ from tlu.transfer.pretrained import PretrainedError, load_pretrained
 
 def task_shape(ds):
   """(model input shape (H, W, C), number of classes) of dataset config `ds`, without reading it."""
+  checks.check_values(ds, subsets.RANGES, 'dataset.')
   info = sources.dataset_info(ds.name, [ds.train_split, ds.eval_split], ds.get('data_dir'))
   return tuple(subsets.input_shape(ds, info)), len(ds.get('classes', ())) or info.num_classes
 
@@ -130,8 +132,10 @@ class FeatureSource:
       self._backbone = load_backbone(config.source, self.step, image_shape=self.image_shape)
     elif not config.source:
       workdir_lib.check(self.run_dir, task.config_json(self.task))
-      self.splits = task.task_splits(self.task.dataset)
-      task.check_task(self.task, self.splits)
+      with checks.under('pretrain.'):
+        task.check_values(self.task)
+        self.splits = task.task_splits(self.task.dataset)
+        task.check_task(self.task, self.splits)
       if (self.task.get('steps', 0) or self.task.get('epochs', 0)) < 1:
         raise ValueError(f'pretrain.steps={self.task.get("steps")} trains nothing: set '
                          'pretrain.steps (or pretrain.epochs) >= 1')

@@ -23,6 +23,7 @@ returns flat named floats; `check` runs every instance's own checks before any c
 
 import numpy as np
 
+from tlu import checks
 from tlu.evaluators.context import Context
 from tlu.registry import Registry
 
@@ -34,11 +35,13 @@ class Evaluator:
   """An evaluator type. Subclasses set `prefix`, `splits` (defaults), `metrics` (the names
   they return, before the prefix) and `needs_model`; `__init__(ctx, splits, **options)`
   checks the options (ValueError naming them) and must not read `ctx` (None when
-  checking); `__call__(state)` returns {metric: float}."""
+  checking); `ranges` ({option: tlu.checks.Range}) are checked before it runs;
+  `__call__(state)` returns {metric: float}."""
   prefix = ''
   splits = ('test',)
   metrics = ()
   needs_model = False
+  ranges = {}   # {option: tlu.checks.Range}, checked before the instance is made
 
   def __init__(self, ctx, splits):
     self.ctx, self.split_names = ctx, tuple(splits)
@@ -67,6 +70,7 @@ def _instances(specs, ctx, default_every=0):
     prefix = spec.get('prefix', cls.prefix)
     if not isinstance(every, int) or every < 0:
       raise ValueError(f'evals.{name}.every={every!r} must be an int >= 0')
+    checks.check_values(options, cls.ranges, f'evals.{name}.')
     try:
       evaluator = cls(ctx, splits, **options)
     except (TypeError, ValueError) as e:   # TypeError: an option the evaluator does not take

@@ -4,6 +4,7 @@ mean and std of the accuracy over `trials` subsets."""
 
 import numpy as np
 
+from tlu import checks
 from tlu.data.subsets import few_labels
 from tlu.evaluators import EVALUATORS, Evaluator
 from tlu.evaluators.knn import fit_and_score
@@ -14,14 +15,14 @@ from tlu.evaluators.linear_probe import check_probe, probe_accuracy
 class FewLabelProbe(Evaluator):
   """-> {'accuracy', 'accuracy_std'} (prefix 'few_shot_probe_'); l2 1e-3 is C = 10 at 100 rows."""
   prefix, splits, metrics = 'few_shot_probe_', ('train', 'test'), ('accuracy', 'accuracy_std')
+  ranges = {'labels_per_class': checks.POSITIVE_INT, 'trials': checks.POSITIVE_INT,
+            'l2': checks.NON_NEGATIVE, 'steps': checks.POSITIVE_INT}
 
   def __init__(self, ctx, splits, labels_per_class=10, probe_input='l2', l2=1e-3, trials=5,
                seed=0, steps=500):
     super().__init__(ctx, splits)
     fit_and_score(self.split_names)
-    check_probe(probe_input, l2, steps)
-    if labels_per_class < 1 or trials < 1:
-      raise ValueError(f'labels_per_class={labels_per_class} and trials={trials} must be >= 1')
+    check_probe(probe_input)
     self.labels_per_class, self.trials, self.seed = labels_per_class, trials, seed
     self.options = dict(probe_input=probe_input, l2=l2, steps=steps)
 

@@ -5,6 +5,7 @@ the labels: Hungarian accuracy, NMI and ARI (`tlu.evaluate.clustering`)."""
 import jax
 import numpy as np
 
+from tlu import checks
 from tlu.evaluate import clustering
 from tlu.evaluate.features import l2_normalize
 from tlu.evaluators import EVALUATORS, Evaluator
@@ -21,14 +22,12 @@ def cluster(x, k, *, seed, n_init, max_iter):
 class KMeans(Evaluator):
   """-> {'acc', 'nmi', 'ari'} (prefix 'kmeans_'); num_clusters 0: the number of classes."""
   prefix, splits, metrics = 'kmeans_', ('train', 'test'), ('acc', 'nmi', 'ari')
+  ranges = {'num_clusters': checks.NON_NEGATIVE_INT, 'n_init': checks.POSITIVE_INT,
+            'max_iter': checks.POSITIVE_INT}
 
   def __init__(self, ctx, splits, num_clusters=0, n_init=10, max_iter=300, seed=0,
                normalize=True):
     super().__init__(ctx, splits)
-    for name, value, low in (('num_clusters', num_clusters, 0), ('n_init', n_init, 1),
-                             ('max_iter', max_iter, 1)):
-      if value < low:
-        raise ValueError(f'{name}={value} must be >= {low}')
     self.num_clusters, self.normalize = num_clusters, normalize
     self.options = dict(seed=seed, n_init=n_init, max_iter=max_iter)
 

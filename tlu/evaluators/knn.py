@@ -2,6 +2,7 @@
 cosine-similar rows of the first (InstDisc's weighted kNN with weighting='temperature', Wu et
 al. 2018; `tlu.evaluate.nearest_neighbours`)."""
 
+from tlu import checks
 from tlu.evaluate import nearest_neighbours
 from tlu.evaluators import EVALUATORS, Evaluator
 
@@ -10,12 +11,11 @@ from tlu.evaluators import EVALUATORS, Evaluator
 class KNN(Evaluator):
   """-> {'accuracy'} (prefix 'knn_')."""
   prefix, splits, metrics = 'knn_', ('train', 'test'), ('accuracy',)
+  ranges = {'k': checks.POSITIVE_INT, 'temperature': checks.POSITIVE}
 
   def __init__(self, ctx, splits, k=20, weighting='temperature', temperature=0.07):
     super().__init__(ctx, splits)
     fit_and_score(self.split_names)
-    if k < 1 or temperature <= 0:
-      raise ValueError(f'k={k} must be >= 1 and temperature={temperature} > 0')
     if weighting not in nearest_neighbours.WEIGHTINGS:
       raise ValueError(f'weighting={weighting!r} must be one of {nearest_neighbours.WEIGHTINGS}')
     self.k, self.weighting, self.temperature = k, weighting, temperature

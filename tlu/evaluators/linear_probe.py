@@ -5,6 +5,7 @@ training rows' statistics, which with few labelled rows amplify noisy features).
 
 import numpy as np
 
+from tlu import checks
 from tlu.evaluate import logistic_regression
 from tlu.evaluate.features import l2_normalize
 from tlu.evaluators import EVALUATORS, Evaluator
@@ -13,11 +14,9 @@ from tlu.evaluators.knn import fit_and_score
 PROBE_INPUTS = ('l2', 'standardized')
 
 
-def check_probe(probe_input, l2, steps):
+def check_probe(probe_input):
   if probe_input not in PROBE_INPUTS:
     raise ValueError(f'probe_input={probe_input!r} must be one of {PROBE_INPUTS}')
-  if l2 < 0 or steps < 1:
-    raise ValueError(f'l2={l2} must be >= 0 and steps={steps} >= 1')
 
 
 def probe_accuracy(x_train, y_train, x_test, y_test, num_classes, *, probe_input, l2, steps):
@@ -35,11 +34,12 @@ class LinearProbe(Evaluator):
   """-> {'accuracy'} (prefix 'linear_probe_'); l2: the mean loss's penalty (1e-4 is
   scikit-learn's C ~ 7 at 1,437 rows); steps: at most this many L-BFGS iterations."""
   prefix, splits, metrics = 'linear_probe_', ('train', 'test'), ('accuracy',)
+  ranges = {'l2': checks.NON_NEGATIVE, 'steps': checks.POSITIVE_INT}
 
   def __init__(self, ctx, splits, probe_input='l2', l2=1e-4, steps=500):
     super().__init__(ctx, splits)
     fit_and_score(self.split_names)
-    check_probe(probe_input, l2, steps)
+    check_probe(probe_input)
     self.options = dict(probe_input=probe_input, l2=l2, steps=steps)
 
   def __call__(self, state):

@@ -6,6 +6,7 @@ Hungarian accuracy, NMI and ARI (`tlu.evaluate.clustering`)."""
 import jax
 import numpy as np
 
+from tlu import checks
 from tlu.evaluate import clustering
 from tlu.evaluate.features import l2_normalize
 from tlu.evaluators import EVALUATORS, Evaluator
@@ -23,6 +24,9 @@ class Spectral(Evaluator):
   the embedding's row rule ('rows': Ng, Jordan & Weiss; 'degree': scikit-learn's).
   """
   prefix, splits, metrics = 'spectral_', ('train', 'test'), ('acc', 'nmi', 'ari')
+  ranges = {'num_clusters': checks.NON_NEGATIVE_INT, 'n_neighbors': checks.POSITIVE_INT,
+            'landmarks': checks.NON_NEGATIVE_INT, 'max_dense': checks.POSITIVE_INT,
+            'n_init': checks.POSITIVE_INT, 'gamma': checks.POSITIVE}
 
   def __init__(self, ctx, splits, num_clusters=0, affinity='knn', n_neighbors=10, gamma=1.0,
                landmarks=0, max_dense=8192, normalize='rows', n_init=10, seed=0,
@@ -31,13 +35,6 @@ class Spectral(Evaluator):
     if affinity not in AFFINITIES or normalize not in EMBEDDINGS:
       raise ValueError(f'affinity={affinity!r} (one of {AFFINITIES}), normalize={normalize!r} '
                        f'(one of {EMBEDDINGS})')
-    for name, value, low in (('num_clusters', num_clusters, 0), ('n_neighbors', n_neighbors, 1),
-                             ('landmarks', landmarks, 0), ('max_dense', max_dense, 1),
-                             ('n_init', n_init, 1)):
-      if value < low:
-        raise ValueError(f'{name}={value} must be >= {low}')
-    if not gamma > 0:
-      raise ValueError(f'gamma={gamma} must be > 0')
     self.num_clusters, self.seed, self.normalize_features = num_clusters, seed, normalize_features
     self.options = dict(affinity=affinity, n_neighbors=n_neighbors, gamma=gamma,
                         landmarks=landmarks or None, max_dense=max_dense, normalize=normalize,

@@ -9,6 +9,7 @@ and devn). The model's features and `head`'s logits of each split are extracted 
 step for all instances (`Context.outputs`).
 """
 
+from tlu import checks
 from tlu.adapt import validators
 from tlu.evaluators import EVALUATORS, Evaluator
 
@@ -21,6 +22,8 @@ class Validator(Evaluator):
   temperature (snd), max_iter / normalize (class_ami's k-means), error / max_examples (dev,
   devn), seed (class_ami, dev, devn)."""
   prefix, splits, metrics = 'validator_', (), ('score',)
+  ranges = {'temperature': checks.POSITIVE, 'max_iter': checks.POSITIVE_INT,
+            'max_examples': checks.Range(lambda v: v >= 2, 'an integer >= 2')}
   needs_model = True
 
   def __init__(self, ctx, splits, name='', head='head', temperature=0.05, max_iter=20,
@@ -33,9 +36,6 @@ class Validator(Evaluator):
       raise ValueError(f'splits={splits}: validator {name} reads {len(needed)} '
                        f'({", ".join(needed)})')
     super().__init__(ctx, splits)
-    if temperature <= 0 or max_iter < 1 or max_examples < 2:
-      raise ValueError(f'temperature={temperature} must be > 0, max_iter={max_iter} >= 1 and '
-                       f'max_examples={max_examples} >= 2')
     if error not in ERRORS:
       raise ValueError(f'error={error!r} must be one of {", ".join(ERRORS)}')
     self.name, self.head = name, head

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -72,6 +73,7 @@ class AaD(Method):
   predictions of the N target training images. batch: {'image': (B, H, W, C) uint8
   target images, 'index': (B,) their positions in the target split}.
   """
+  ranges = {'alpha': checks.NON_NEGATIVE, 'beta': checks.NON_NEGATIVE, 'k': checks.POSITIVE_INT}
   inputs = 'indexed'
   from_source = True
 

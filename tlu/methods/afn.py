@@ -19,6 +19,7 @@ The norm is that of the backbone features (TLlib's: its bottleneck block's outpu
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -52,6 +53,7 @@ class AFN(Method):
   (TLlib's optional target entropy), batch_norm 'joint' | 'per_domain'.
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
+  ranges = {'domain_weight': checks.NON_NEGATIVE, 'entropy_weight': checks.NON_NEGATIVE}
   inputs = 'paired'
 
   @classmethod

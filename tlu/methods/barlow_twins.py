@@ -11,6 +11,7 @@ loss is written over the whole (N, d) arrays, so GSPMD reduces across devices
 
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -27,6 +28,7 @@ class BarlowTwins(Method):
   ReLU between layers, a linear output). batch: {'image': (N, H, W, C) uint8}; metrics:
   the loss's two terms (`on_diagonal`, `off_diagonal`, the latter unweighted).
   """
+  ranges = {'off_diagonal_weight': checks.NON_NEGATIVE, 'projector': checks.WIDTHS}
   inputs = 'images'
 
   @classmethod

@@ -19,8 +19,9 @@ A method file defines a subclass of `Method` and registers it under its name
     changes goes into `state.extra`, so resume is exact;
   - `inputs`: the batch layout it reads, a name in `tlu.methods.layouts.LAYOUTS`
     (labelled, images, paired source + target, indexed, labelled + unlabelled at a ratio);
-  - `check(config)`: the ranges of its config values (ValueError naming key and value);
-    `check_batch(config, batch_size)`: those that depend on the global batch size.
+  - `ranges`: {key: tlu.checks.Range} of its block's numeric keys; `check(config)`: any
+    other check of its values (ValueError naming key and value); `check_batch(config,
+    batch_size)`: those that depend on the global batch size.
 The loop, the step, checkpoints, freezing and evaluation belong to the house.
 
 The online linear probe (solo-learn's protocol) is the house's too: with the task's
@@ -54,10 +55,11 @@ PROBE_INPUTS = ('labelled', 'images')   # batches that can carry labels for the 
 
 
 def check_widths(config, *keys):
-  """ValueError unless each `config[key]` is a non-empty tuple of layer widths >= 1."""
+  """ValueError unless each `config[key]` is a non-empty tuple of layer widths (their values,
+  >= 1, are a `ranges` entry: tlu.checks.WIDTHS)."""
   for key in keys:
-    if not config[key] or min(config[key]) < 1:
-      raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
+    if not config[key]:
+      raise ValueError(f'method.{key}={tuple(config[key])}: give one width or more')
 
 
 class Method:
@@ -80,6 +82,7 @@ class Method:
   host_every = 0
   unlabelled_ratio = 1   # 'labelled_unlabelled': unlabelled images per labelled one (mu)
   phases = ()   # () : one update of every parameter by `objective`; else `Phase`s in order
+  ranges = {}   # {key: tlu.checks.Range} of the method block's keys (checked by the house)
 
   def __init__(self, config, model, facts: RunFacts, augment=None):
     self.config, self.model, self.facts, self.augment = config, model, facts, augment

@@ -12,6 +12,7 @@ follows xi <- tau xi + (1 - tau) theta after every step, tau = 1 - (1 - tau_base
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.momentum_target import MomentumTarget
@@ -33,6 +34,7 @@ class BYOL(Method):
   (`extra['target']`): the target network's params and BatchNorm statistics.
   batch: {'image': (N, H, W, C) uint8}.
   """
+  ranges = {'momentum': checks.UNIT, 'predictor': checks.WIDTHS, 'projector': checks.WIDTHS}
   inputs = 'images'
 
   @classmethod

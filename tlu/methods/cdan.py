@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tlu import checks
 from tlu.adapt.grl import dann_lambda, gradient_reversal
 from tlu.methods import METHODS, paired
 from tlu.methods.dann import DANN, SOURCE, TARGET
@@ -95,6 +96,8 @@ class CDAN(DANN):
   full map (K * F inputs to the discriminator) or d >= 1 for the randomized one (1024 in
   the paper and TLlib). batch: {'image', 'label', 'target_image'} as DANN's.
   """
+  ranges = {'domain_head': checks.WIDTHS, 'domain_weight': checks.NON_NEGATIVE,
+            'gamma': checks.NON_NEGATIVE}
 
   @classmethod
   def example_config(cls):

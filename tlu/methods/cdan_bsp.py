@@ -4,6 +4,7 @@ spectral penalty of `tlu/methods/bsp.py` added to CDAN's loss (`tlu/methods/cdan
 the combination with the paper's best results.
 """
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.bsp import BatchSpectralPenalty
 from tlu.methods.cdan import CDAN
@@ -15,3 +16,5 @@ class CDANBSP(BatchSpectralPenalty, CDAN):
 
   config: CDAN's and bsp_weight >= 0 (1e-4), bsp_k >= 1 (1). batch: as DANN's.
   """
+  ranges = {'bsp_weight': checks.NON_NEGATIVE, 'domain_head': checks.WIDTHS,
+            'domain_weight': checks.NON_NEGATIVE, 'gamma': checks.NON_NEGATIVE}

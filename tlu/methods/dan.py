@@ -16,6 +16,7 @@ AlexNet; `logits: true` adds the MK-MMD of the classifier's logits (the last of 
 layers), as a sum.
 """
 
+from tlu import checks
 from tlu.adapt import mmd
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
@@ -40,6 +41,7 @@ class DAN(Method):
   'per_domain' (TLlib's script passes each domain separately).
   batch: {'image': (B, H, W, C) uint8 source, 'label': (B,), 'target_image': (B, H, W, C)}.
   """
+  ranges = {'domain_weight': checks.NON_NEGATIVE}
   inputs = 'paired'
 
   @classmethod

@@ -18,6 +18,7 @@ BatchNorm with two domains (`batch_norm`):
 import jax.numpy as jnp
 import optax
 
+from tlu import checks
 from tlu.adapt.grl import dann_lambda, gradient_reversal
 from tlu.methods import METHODS
 from tlu.methods.base import Method
@@ -50,6 +51,8 @@ class DANN(Method):
   config: domain_head (widths ending in 1), domain_weight >= 0, gamma >= 0, batch_norm.
   batch: {'image': (B, H, W, C) uint8 source, 'label': (B,), 'target_image': (B, H, W, C)}.
   """
+  ranges = {'domain_head': checks.WIDTHS, 'domain_weight': checks.NON_NEGATIVE,
+            'gamma': checks.NON_NEGATIVE}
   inputs = 'paired'
 
   @classmethod

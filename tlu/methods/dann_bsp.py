@@ -5,6 +5,7 @@ trains the classifier on the source for 3 epochs; here the adaptation starts fro
 like DANN's.
 """
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.bsp import BatchSpectralPenalty
 from tlu.methods.dann import DANN
@@ -16,3 +17,5 @@ class DANNBSP(BatchSpectralPenalty, DANN):
 
   config: DANN's and bsp_weight, bsp_k. batch: as DANN's.
   """
+  ranges = {'bsp_weight': checks.NON_NEGATIVE, 'domain_head': checks.WIDTHS,
+            'domain_weight': checks.NON_NEGATIVE, 'gamma': checks.NON_NEGATIVE}

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.data.augment import num_global_views
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
@@ -130,6 +131,9 @@ class DINO(Method):
   (entropy of the batch mean of P_t: near 0 when one dimension dominates), the two
   collapses that centring and sharpening balance.
   """
+  ranges = {'center_momentum': checks.UNIT, 'momentum': checks.UNIT,
+            'num_prototypes': checks.POSITIVE_INT, 'projector': checks.WIDTHS,
+            'student_temperature': checks.POSITIVE, 'teacher_temperature': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod

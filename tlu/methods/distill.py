@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.models import build_model, heads as heads_lib
 from tlu.semisup import consistency
@@ -72,6 +73,8 @@ class Distill(SemiSupervised):
   """config: teacher (a run directory, '' : the student's starting model), teacher_step
   (None: the latest), temperature tau > 0 (1.0, the paper's best), label_weight >= 0 (0),
   mu, unsup_weight, weak (the view both models see), strong (unread)."""
+  ranges = {'label_weight': checks.NON_NEGATIVE, 'temperature': checks.POSITIVE,
+            'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'teacher': '', 'teacher_step': None, 'temperature': 1.0,
               'label_weight': 0.0}
 

@@ -12,6 +12,7 @@ tlu/data/augment/randaugment.py exists, `strong='randaugment'`).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit
@@ -20,6 +21,7 @@ from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit
 @METHODS.register('fixmatch')
 class FixMatch(SemiSupervised):
   """config: threshold tau in [0, 1] (0.95), mu, unsup_weight (lambda_u), weak, strong."""
+  ranges = {'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'threshold': 0.95}
 
   @classmethod

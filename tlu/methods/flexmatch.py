@@ -12,6 +12,7 @@ with threshold warm-up by default). Method state (`extra`): selected_label (U,) 
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.fixmatch import FixMatch
 from tlu.semisup import consistency, thresholds
@@ -20,6 +21,7 @@ from tlu.semisup import consistency, thresholds
 @METHODS.register('flexmatch')
 class FlexMatch(FixMatch):
   """config: FixMatch's, and thresh_warmup (bool, True: eq. 11's warm-up)."""
+  ranges = {'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**FixMatch.defaults, 'thresh_warmup': True}
 
   @classmethod

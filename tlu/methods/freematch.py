@@ -12,6 +12,7 @@ p_model (K,), label_hist (K,), time_p ().
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
@@ -21,6 +22,8 @@ from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 class FreeMatch(SemiSupervised):
   """config: ema_momentum in [0, 1] (0.999), fairness_weight >= 0 (w_f, 0.01),
   use_quantile / clip_thresh (bool, False: USB's options), mu, unsup_weight, weak, strong."""
+  ranges = {'ema_momentum': checks.UNIT, 'fairness_weight': checks.NON_NEGATIVE,
+            'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'ema_momentum': 0.999, 'fairness_weight': 0.01,
               'use_quantile': False, 'clip_thresh': False}
 

@@ -20,6 +20,7 @@ Theta layers (`--adversarial`).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.adapt import mmd
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
@@ -37,6 +38,7 @@ class JAN(Method):
   quadratic estimate), batch_norm 'joint' | 'per_domain' (TLlib: one joint pass).
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
+  ranges = {'domain_weight': checks.NON_NEGATIVE}
   inputs = 'paired'
 
   @classmethod

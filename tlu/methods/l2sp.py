@@ -16,6 +16,7 @@ import re
 
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.supervised import Supervised
 from tlu.transfer.paths import flatten, match_any, unflatten
@@ -46,6 +47,8 @@ class L2SP(Supervised):
   (L2 of the other layers), shared: regexes of the shared layers' paths.
   Method state: extra['source'] = the shared leaves at the first step.
   """
+  ranges = {'alpha': checks.NON_NEGATIVE, 'beta': checks.NON_NEGATIVE,
+            'head_l2_scale': checks.NON_NEGATIVE, 'label_smoothing': checks.BELOW_ONE}
 
   @classmethod
   def example_config(cls):

@@ -15,6 +15,7 @@ the entropy weights without gradient, one joint pass over source and target.
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -43,6 +44,7 @@ class MCC(Method):
   'joint' | 'per_domain' (TLlib: one joint pass).
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
+  ranges = {'domain_weight': checks.NON_NEGATIVE, 'temperature': checks.POSITIVE}
   inputs = 'paired'
 
   @classmethod

@@ -29,6 +29,7 @@ is evaluated with F1 (`head`).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -65,6 +66,8 @@ class MCD(Method):
   num_k >= 1 (generator updates per step), batch_norm 'joint' (TLlib) | 'per_domain'.
   batch: {'image': (B, H, W, C) uint8 source, 'label': (B,), 'target_image': (B, H, W, C)}.
   """
+  ranges = {'domain_weight': checks.NON_NEGATIVE, 'entropy_weight': checks.NON_NEGATIVE,
+            'width': checks.POSITIVE_INT}
   inputs = 'paired'
 
   @classmethod

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tlu import checks
 from tlu.adapt.grl import dann_lambda, gradient_reversal
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
@@ -60,6 +61,8 @@ class MDD(Method):
   gamma >= 0 (the schedule's steepness), batch_norm 'joint' | 'per_domain'.
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
+  ranges = {'domain_weight': checks.NON_NEGATIVE, 'gamma': checks.NON_NEGATIVE,
+            'margin': checks.NON_NEGATIVE, 'width': checks.POSITIVE_INT}
   inputs = 'paired'
 
   @classmethod

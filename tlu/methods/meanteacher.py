@@ -16,6 +16,7 @@ this is the paper's loss.) Method state (`extra['teacher']`): the teacher's para
 
 import jax
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.pseudolabel import check_ramp
 from tlu.semisup import consistency
@@ -27,6 +28,7 @@ from tlu.unsupervised.momentum import ema_update
 class MeanTeacher(SemiSupervised):
   """config: teacher_momentum alpha in [0, 1] (0.999), ramp in ('linear', 'sigmoid')
   ('linear'), ramp_fraction in [0, 1] (0.4), mu, unsup_weight, weak, strong."""
+  ranges = {'teacher_momentum': checks.UNIT, 'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'teacher_momentum': 0.999, 'ramp': 'linear', 'ramp_fraction': 0.4}
 
   @classmethod

@@ -16,6 +16,7 @@ permutation).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.pseudolabel import check_ramp
 from tlu.semisup import consistency
@@ -26,6 +27,7 @@ from tlu.semisup.method import DEFAULTS, SemiSupervised, is_int, setting
 class MixMatch(SemiSupervised):
   """config: views K >= 1 (2), temperature T > 0 (0.5), mixup_alpha >= 0 (0.5),
   ramp_fraction in [0, 1] (1/64), unsup_weight (lambda_u: 100 in USB), mu, weak."""
+  ranges = {'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'views': 2, 'temperature': 0.5, 'mixup_alpha': 0.5,
               'ramp_fraction': 1 / 64, 'unsup_weight': 100.0}
 

@@ -6,6 +6,7 @@ over the global batch; the keys of the other images of the batch are the negativ
 
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.momentum_target import MomentumTarget
@@ -27,6 +28,8 @@ class MoCoV3(Method):
   momentum encoder's params and BatchNorm statistics, updated after every step.
   batch: {'image': (N, H, W, C) uint8}.
   """
+  ranges = {'momentum': checks.UNIT, 'predictor': checks.WIDTHS, 'projector': checks.WIDTHS,
+            'temperature': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod
@@ -34,11 +37,7 @@ class MoCoV3(Method):
     return {'temperature': 0.2, 'momentum': 0.99, 'projector': (16, 8), 'predictor': (16, 8)}
 
   @classmethod
-  def check(cls, config):
-    if not config.temperature > 0:
-      raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    if not 0 <= config.momentum <= 1:
-      raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
+  def check(cls, config):   # the ranges of the values are `ranges`, checked by the house
     check_widths(config, 'projector', 'predictor')
     if config.projector[-1] != config.predictor[-1]:
       raise ValueError('method.predictor must end in the projector\'s output width')

@@ -21,6 +21,7 @@ neighbour-label accuracy diagnostic (solo-learn's nn_acc, which reads labels) is
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -40,6 +41,7 @@ class NNCLR(Method):
   mean), neighbour_similarity (mean cosine of z and its neighbour: 1 when the queue holds
   the batch itself).
   """
+  ranges = {'predictor': checks.WIDTHS, 'projector': checks.WIDTHS, 'temperature': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod

@@ -13,6 +13,7 @@ the unlabelled one does not (USB freezes them there).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
@@ -28,6 +29,7 @@ def check_ramp(config, defaults):
 class PseudoLabel(SemiSupervised):
   """config: threshold tau in [0, 1] (0.95), ramp_fraction in [0, 1] (0.4: USB's
   unsup_warm_up), mu, unsup_weight, weak. `strong` is not used."""
+  ranges = {'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'threshold': 0.95, 'ramp_fraction': 0.4}
 
   @classmethod

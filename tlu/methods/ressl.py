@@ -19,6 +19,7 @@ weakly augmented: give per-view pipelines, `tlu.data.augment.MultiView`, for tha
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.momentum_target import MomentumTarget
@@ -40,6 +41,7 @@ class ReSSL(Method):
   batch: {'image': (N, H, W, C) uint8}. Metrics: teacher_entropy (mean entropy of the
   teacher's relation: log Q when uniform, low when sharp).
   """
+  ranges = {'momentum': checks.UNIT, 'projector': checks.WIDTHS}
   inputs = 'images'
 
   @classmethod

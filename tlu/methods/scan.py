@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlu import checks
 from tlu.data.neighbour_batches import NeighbourBatches
 from tlu.methods import METHODS
 from tlu.methods.base import Method
@@ -32,6 +33,7 @@ from tlu.unsupervised.scan import scan_loss
 class SCAN(Method):
   """config: num_neighbors K >= 1 (20 in SCAN), entropy_weight >= 0 (5.0 in SCAN's configs).
   batch: {'image', 'index', 'neighbour_image', 'neighbour_index'} of the train split."""
+  ranges = {'entropy_weight': checks.NON_NEGATIVE}
   inputs = 'indexed'
 
   def __init__(self, *args, **kwargs):

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -81,6 +82,8 @@ class SHOT(Method):
   cluster_rounds >= 0 (hard-centroid rounds). batch: {'image': (B, H, W, C) uint8 target
   images, 'index': (B,) their positions in the target split}.
   """
+  ranges = {'beta': checks.NON_NEGATIVE, 'cluster_rounds': checks.NON_NEGATIVE_INT,
+            'im_weight': checks.NON_NEGATIVE}
   inputs = 'indexed'
   from_source = True
 

@@ -10,6 +10,7 @@ never read.
 
 from jax import numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -24,6 +25,7 @@ class SimCLR(Method):
   batch: {'image': (N, H, W, C) uint8}; metrics: nt_xent's contrastive_accuracy,
   positive_similarity, negative_similarity.
   """
+  ranges = {'projector': checks.WIDTHS, 'temperature': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod

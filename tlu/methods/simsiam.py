@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -53,6 +54,7 @@ class SimSiam(Method):
   the batch std of the L2-normalised projections z: about 1/sqrt(d) without collapse, 0
   with it; the paper's Figure 2 middle).
   """
+  ranges = {'predictor': checks.WIDTHS, 'projector': checks.WIDTHS}
   inputs = 'images'
 
   @classmethod

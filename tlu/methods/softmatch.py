@@ -12,6 +12,7 @@ of q_b, as USB. Method state (`extra`): p_model (K,), seen (), mu (), var ().
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
@@ -21,6 +22,7 @@ from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 class SoftMatch(SemiSupervised):
   """config: ema_momentum in [0, 1] (0.999), n_sigma > 0 (2), dist_align (bool, True),
   mu, unsup_weight, weak, strong."""
+  ranges = {'ema_momentum': checks.UNIT, 'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'ema_momentum': 0.999, 'n_sigma': 2.0, 'dist_align': True}
 
   @classmethod

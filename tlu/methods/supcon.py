@@ -15,6 +15,7 @@ Written over the global batch (GSPMD gathers the projections across devices).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -49,6 +50,7 @@ class SupCon(Method):
   e.g. (2048, 128). batch: {'image': (N, H, W, C) uint8, 'label': (N,) int}: the labels
   choose the positives. Two views of the method's augmentation.
   """
+  ranges = {'projector': checks.WIDTHS, 'temperature': checks.POSITIVE}
   inputs = 'labelled'
 
   @classmethod

@@ -7,6 +7,7 @@ LP-FT differ only in the freezing spec and the initial weights (`tlu.transfer`).
 import jax.numpy as jnp
 import optax
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -21,6 +22,8 @@ class Supervised(Method):
   a cosine classifier; 0: a plain Dense head). batch: {'image': (B, H, W, C) uint8,
   'label': (B,) int}.
   """
+  ranges = {'alpha': checks.NON_NEGATIVE, 'beta': checks.NON_NEGATIVE,
+            'head_l2_scale': checks.NON_NEGATIVE, 'label_smoothing': checks.BELOW_ONE}
 
   @classmethod
   def example_config(cls):

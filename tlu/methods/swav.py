@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.data.augment import num_global_views
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
@@ -96,6 +97,9 @@ class SwAV(Method):
   for hard assignments), prototypes_used (the fraction of prototypes that are the argmax
   of some global view's code: equipartition keeps it high).
   """
+  ranges = {'epsilon': checks.POSITIVE, 'freeze_prototypes_steps': checks.NON_NEGATIVE_INT,
+            'num_prototypes': checks.POSITIVE_INT, 'projector': checks.WIDTHS,
+            'sinkhorn_iterations': checks.POSITIVE_INT, 'temperature': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod

@@ -13,6 +13,7 @@ probabilities (its softmax=False skips T). CE instead of KL: the same gradient.
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
 from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
@@ -22,6 +23,7 @@ from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
 class UDA(SemiSupervised):
   """config: threshold beta in [0, 1] (0.8), temperature T > 0 (0.4), tsa in
   ('none', 'linear', 'exp', 'log') ('none'), mu, unsup_weight, weak, strong."""
+  ranges = {'unsup_weight': checks.NON_NEGATIVE}
   defaults = {**DEFAULTS, 'threshold': 0.8, 'temperature': 0.4, 'tsa': 'none'}
 
   @classmethod

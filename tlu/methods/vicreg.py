@@ -12,6 +12,7 @@ so GSPMD reduces across devices.
 
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -29,6 +30,9 @@ class VICReg(Method):
   ReLU between layers, a linear output). batch: {'image': (N, H, W, C) uint8}; metrics:
   the three unweighted terms `invariance`, `variance`, `covariance`.
   """
+  ranges = {'covariance_weight': checks.NON_NEGATIVE, 'eps': checks.POSITIVE,
+            'gamma': checks.NON_NEGATIVE, 'invariance_weight': checks.NON_NEGATIVE,
+            'projector': checks.WIDTHS, 'variance_weight': checks.NON_NEGATIVE}
   inputs = 'images'
 
   @classmethod

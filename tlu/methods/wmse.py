@@ -15,6 +15,7 @@ global ones (two for a plain augmentation, W-MSE 4 with four).
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.data.augment import num_global_views
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
@@ -33,6 +34,7 @@ class WMSE(Method):
   batch: {'image': (N, H, W, C) uint8}. Metrics: view_cosine (the mean cosine of the
   whitened view pairs, 1 - loss / 2).
   """
+  ranges = {'projector': checks.WIDTHS}
   inputs = 'images'
 
   @classmethod

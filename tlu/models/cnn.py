@@ -3,11 +3,14 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.models import MODELS, matmul_conv
 from tlu.models.norm import BatchNorm
 
 
-@MODELS.register('cnn')
+@MODELS.register('cnn', ranges={
+    'widths': checks.WIDTHS, 'hidden': checks.WIDTHS, 'kernel_size': checks.POSITIVE_INT,
+    'features': checks.Range(lambda v: v >= 0, 'an integer >= 0 (0: no fc layer, cnn only)')})
 def build(c):
   """SmallCNN from a model config (widths, features, use_bn, dtype, pool, kernel_size,
   padding, hidden, conv)."""

@@ -7,11 +7,12 @@ house that must compile in a second on a CPU (tests/methods_check.py).
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.models import MODELS
 from tlu.models.norm import BatchNorm
 
 
-@MODELS.register('mlp')
+@MODELS.register('mlp', ranges={'widths': checks.WIDTHS})
 def build(c):
   """MLPBackbone from a model config (widths, features >= 1, use_bn)."""
   features = c.get('features', 128)

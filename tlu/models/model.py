@@ -10,8 +10,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from tlu import checks
+
 RESERVED = ('features', 'backbone')
 # tlu's own input convention: images in [0, 1] normalised by (x - 0.5) / 0.25.
+INPUT_RANGES = {'input_std': checks.POSITIVE}   # every backbone's input convention
 DEFAULT_INPUT = {'input_range': (0.0, 1.0), 'input_mean': (0.5,), 'input_std': (0.25,)}
 
 

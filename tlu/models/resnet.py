@@ -22,6 +22,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.models import MODELS, matmul_conv
 from tlu.models.norm import BatchNorm
 
@@ -38,7 +39,8 @@ def build(depth, c):
 
 
 for _depth in STAGE_SIZES:
-  MODELS.register(f'resnet{_depth}')(functools.partial(build, _depth))
+  MODELS.register(f'resnet{_depth}', ranges={'width': checks.POSITIVE_INT})(
+      functools.partial(build, _depth))
 
 
 def torch_padding(kernel):

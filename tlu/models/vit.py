@@ -29,11 +29,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from tlu import checks
 from tlu.models import MODELS
 
 # Width, depth, MLP width, heads: Table 1 of Dosovitskiy et al. and big_vision's decode_variant.
 VARIANTS = {'S': (384, 12, 1536, 6), 'B': (768, 12, 3072, 12), 'L': (1024, 24, 4096, 16)}
 POOLS = ('tok', 'gap')
+RANGES = {k: checks.POSITIVE_INT for k in ('width', 'depth', 'mlp_dim', 'num_heads', 'patch_size',
+                                           'image_size')}
+RANGES['representation_size'] = checks.NON_NEGATIVE_INT
 POSEMBS = ('learn', 'sincos2d')
 
 
@@ -212,4 +216,5 @@ def build(name, c):
 
 for _size in VARIANTS:
   for _patch in (16, 32):
-    MODELS.register(f'vit_{_size.lower()}{_patch}')(functools.partial(build, f'{_size}/{_patch}'))
+    MODELS.register(f'vit_{_size.lower()}{_patch}', ranges=RANGES)(
+        functools.partial(build, f'{_size}/{_patch}'))

@@ -18,7 +18,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from tlu import methods
+from tlu import checks, methods
 from tlu.data import subsets
 from tlu.models import build_model
 from tlu.train import task, writers
@@ -49,6 +49,15 @@ def cell_task(config, method, seed):
   return cfg
 
 
+def _as_written(method):
+  """A cell's key -> the key in the sweep's config: its method block, `dataset`, or `task`."""
+  def rename(path):
+    if path.startswith('method.'):
+      return f'{method}.{path[len("method."):]}'
+    return path if path.startswith('dataset.') else f'task.{path}'
+  return rename
+
+
 def cell_splits(splits, labels_per_class, seed):
   """`labels_per_class` labelled examples per class (seeded), every training image unlabelled."""
   return dataclasses.replace(splits, train=splits.train.subset(labels_per_class, seed),
@@ -60,6 +69,7 @@ def check(config, splits, open_source=True):
   `open_source` is False: a pipeline makes it first)."""
   if not config.methods or not config.seeds or not config.labels_per_class:
     raise ValueError('methods, labels_per_class and seeds must each name at least one')
+  checks.check_values(config, {'labels_per_class': checks.FEW_LABELS})
   for name in config.methods:
     if name not in config:
       raise ValueError(f'method {name!r} has no block config.{name} (its name and '
@@ -70,7 +80,8 @@ def check(config, splits, open_source=True):
     raise ValueError(f'{config.dataset.name}:{config.dataset.train_split} has {counts.min()} '
                      f'examples of its smallest class; labels_per_class={need} needs {need}')
   for name in config.methods:
-    task.check_task(cell_task(config, name, 0), cell_splits(splits, need, 0))
+    with checks.under(_as_written(name)):
+      task.check_task(cell_task(config, name, 0), cell_splits(splits, need, 0))
   if config.source and open_source:
     source_init(config, splits, 0)
 

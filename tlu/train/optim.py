@@ -7,11 +7,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tlu import checks
 from tlu.registry import Registry
 from tlu.transfer.paths import flatten, map_with_paths, match_any
 
 SCHEDULES = Registry('schedule')     # name -> (peak lr, total steps, warmup steps) -> schedule
 OPTIMIZERS = Registry('optimizer')   # name -> (cfg, lr schedule, weight-decay mask) -> tx
+RANGES = {   # of `config.optimizer`, whichever optimizer it names
+    'lr': checks.POSITIVE, 'weight_decay': checks.NON_NEGATIVE, 'momentum': checks.UNIT,
+    'warmup_steps': checks.NON_NEGATIVE_INT, 'grad_clip_norm': checks.NON_NEGATIVE,
+    'base_batch_size': checks.POSITIVE_INT, 'grad_accum_steps': checks.POSITIVE_INT}
 
 
 @SCHEDULES.register('constant')

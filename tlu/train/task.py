@@ -27,12 +27,13 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from tlu import evaluators as evaluators_lib, methods
+from tlu import checks, evaluators as evaluators_lib, methods
 from tlu.data import augment as augment_lib
 from tlu.methods import layouts, phases as phases_lib
 from tlu.methods.base import PROBE_INPUTS
 from tlu.methods.facts import RunFacts
-from tlu.models import build_model
+from tlu.models import MODELS, build_model
+from tlu.models.model import INPUT_RANGES
 from tlu.train import loop, optim, session
 from tlu.train.state import TrainState
 from tlu.train.step import make_train_step
@@ -189,6 +190,7 @@ def task_splits(ds, labels=True):
   never see labels); evaluators still get the labelled train split.
   """
   from tlu.data import sources, subsets  # pylint: disable=import-outside-toplevel
+  checks.check_values(ds, subsets.RANGES, 'dataset.')
   if not sources.is_labelled(ds.name, ds.get('data_dir')):   # images only, no test split read
     info = sources.dataset_info(ds.name, [ds.train_split], ds.get('data_dir'))
     return Splits(train=subsets.task_source(ds, ds.train_split, labelled=False), num_classes=0,
@@ -239,18 +241,36 @@ def fit_task(trainer, cfg, run_dir, splits, *, init=None, summary_prefix='test_'
   return summary, state
 
 
+def check_values(cfg):
+  """The ranges of a task config's values, each block by its owner: the house's keys
+  (`tlu.checks.TASK`), the method's, optimizer's, backbone's, dataset's and
+  augmentation's (`ranges` / `RANGES` beside their code). RangeError naming the key."""
+  from tlu.data import subsets  # pylint: disable=import-outside-toplevel
+  checks.check_task_values(cfg)
+  method_cls = methods.get(cfg.method.name)
+  checks.check_values(cfg.method, method_cls.ranges, 'method.')
+  checks.check_values(cfg.optimizer, optim.RANGES, 'optimizer.')
+  model = cfg.get('model') or {}
+  if 'name' in model:   # a transfer phase's model comes with its source, checked then
+    checks.check_values(model, {**MODELS.ranges(model['name']), **INPUT_RANGES}, 'model.')
+  checks.check_values(cfg.get('dataset'), subsets.RANGES, 'dataset.')
+  with checks.under('augment.'):
+    augment_fn(cfg.get('augment'))
+  return method_cls
+
+
 def check_task(cfg, splits=None):
   """Every check of a task config that needs no compute; ValueError naming key and value.
 
   splits given: the model is also traced abstractly (shapes only), so a model that
   does not fit the data fails here.
   """
+  method_cls = check_values(cfg)
   n = jax.device_count()
   for key in ('batch_size', 'eval_batch_size'):
     if cfg.get(key) is not None and cfg[key] % n:
       raise ValueError(f'{key}={cfg[key]} is not divisible by the {n} devices; '
                        f'use a multiple of {n}')
-  method_cls = methods.get(cfg.method.name)
   method_cls.check(cfg.method)
   method_cls.check_batch(cfg.method, cfg.batch_size)
   if cfg.get('online_probe', False) and method_cls.update_phases(cfg.method):
@@ -263,13 +283,10 @@ def check_task(cfg, splits=None):
   split_names = None if splits is None else ('train', 'test', *splits.extra)
   evaluators_lib.check(cfg.get('evals', {}), split_names)
   optim.base_optimizer(cfg.optimizer, max(cfg.get('steps', 0), 1), cfg.batch_size)
-  augment_fn(cfg.get('augment'))
   for group in cfg.get('freeze', ()):
     if len(group) != 2 or not (group[1] is None or group[1] >= 0):
       raise ValueError(f'freeze entry {tuple(group)!r}: use (regex, None) to freeze or '
                        '(regex, lr multiplier >= 0)')
-  if not (cfg.get('steps', 0) >= 1 or (cfg.get('steps', 0) == 0 and cfg.get('epochs', 0) >= 1)):
-    raise ValueError(f"steps={cfg.get('steps')}: must be >= 1 (or 0 with epochs >= 1)")
   if splits is not None and not splits.labelled:
     from tlu.data import labels  # pylint: disable=import-outside-toplevel
     labels.check_labels(cfg, method_cls.inputs, cfg.dataset.name)

@@ -27,12 +27,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tlu import methods
+from tlu import checks, methods
 from tlu.models import build_model
 from tlu.registry import Registry
 from tlu.train import task, workdir as workdir_lib
 from tlu.transfer.imprint import imprint
 from tlu.transfer.surgery import transplant
+
+RANGES = {   # the transfer sweep's own keys
+    'steps': checks.POSITIVE_INT, 'lp_steps': checks.POSITIVE_INT,
+    'batch_size': checks.POSITIVE_INT, 'eval_batch_size': checks.POSITIVE_INT,
+    'backbone_lr_mult': checks.NON_NEGATIVE, 'probe_lr_mult': checks.NON_NEGATIVE,
+    'head_l2_scale': checks.NON_NEGATIVE, 'label_smoothing': checks.BELOW_ONE,
+    'labels_per_class': checks.FEW_LABELS}
 
 HEAD_INITS = ('fresh', 'imprint')
 
@@ -125,6 +132,7 @@ def check(config, class_counts):
 
   class_counts: {class label: training examples} of the target task.
   """
+  checks.check_values(config, RANGES)
   for name in config.strategies:
     get(name)
   if config.head_init not in HEAD_INITS:

@@ -7,7 +7,8 @@ from typing import Callable, Mapping, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from tlu.data.augment.config import AugmentConfig, resolve_config
+from tlu import checks
+from tlu.data.augment.config import RANGES, AugmentConfig, resolve_config
 from tlu.data.augment.pipeline import augment_image
 
 # augment(key, images (N, H, W, C)) -> images (N, H, W, C).
@@ -98,9 +99,8 @@ class MultiView:
 
     Each spec is what `resolve_config` takes (a preset name, an AugmentConfig or a
     mapping); `local` and `local_size` are needed when local_crops >= 1. ValueError
-    for unknown keys or values out of range (the range rules of `tlu.checks`).
+    for unknown keys or values out of range (`tlu.data.augment.config.RANGES`).
     """
-    from tlu.checks import check_ranges  # pylint: disable=import-outside-toplevel
     if hasattr(spec, 'to_dict'):
       spec = spec.to_dict()
     spec = dict(spec)
@@ -111,7 +111,9 @@ class MultiView:
     views = spec['views']
     if isinstance(views, (str, Mapping, AugmentConfig)) or not views:
       raise ValueError(f'augment.views={views!r}: must be a non-empty list of view specs')
-    check_ranges({'views': {str(i): v for i, v in enumerate(views) if isinstance(v, Mapping)}})
+    for i, view in enumerate(views):
+      if isinstance(view, Mapping):
+        checks.check_values(view, RANGES, f'views.{i}.')
     local_crops = spec.get('local_crops', 0)
     if not isinstance(local_crops, int) or isinstance(local_crops, bool) or local_crops < 0:
       raise ValueError(f'augment.local_crops={local_crops!r}: must be an integer >= 0')
@@ -121,7 +123,7 @@ class MultiView:
         raise ValueError(f'augment.local_crops={local_crops} needs augment.local (a view '
                          'spec) and augment.local_size')
       if isinstance(spec['local'], Mapping):
-        check_ranges({'local': spec['local']})
+        checks.check_values(spec['local'], RANGES, 'local.')
       local_config = resolve_config(spec['local'])
       size = spec['local_size']
       size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)

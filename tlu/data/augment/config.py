@@ -3,6 +3,8 @@
 import dataclasses
 from typing import Mapping, Optional, Tuple
 
+from tlu import checks
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
@@ -72,6 +74,14 @@ class AugmentConfig:
   randaugment_ops: int = 0
   cutout_frac: float = 0.0
 
+
+RANGES = {   # of an augmentation mapping's keys (AugmentConfig fields)
+    **{f.name: checks.UNIT for f in dataclasses.fields(AugmentConfig)
+       if f.name.endswith('_prob') or f.name.endswith('_frac')},
+    'crop_scale': checks.UNIT, 'rotate_deg': checks.NON_NEGATIVE,
+    'shear_deg': checks.NON_NEGATIVE, 'noise_std': checks.NON_NEGATIVE,
+    'blur_sigma': checks.NON_NEGATIVE, 'randaugment_ops': checks.NON_NEGATIVE_INT,
+}
 
 PRESETS = {
     # solo-learn's SimCLR CIFAR recipe: no blur on 32x32 images.
@@ -160,6 +170,7 @@ def resolve_config(config):
     raise TypeError('An augmentation config is a preset name, an AugmentConfig '
                     f'or a mapping, not {type(config).__name__}.')
   overrides = dict(config)
+  checks.check_values(overrides, RANGES)
   base = resolve_config(overrides.pop('preset')) if 'preset' in overrides else (
       AugmentConfig())
   fields = {f.name for f in dataclasses.fields(AugmentConfig)}
