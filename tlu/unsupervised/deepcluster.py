@@ -72,13 +72,15 @@ def spherical_kmeans(embeddings, centroids, num_iters, weights=None):
   return assign(embeddings, centroids), centroids
 
 
-def cluster_memory(rng, memory, seen, num_prototypes, num_iters):
+def cluster_memory(rng, memory, seen, num_prototypes, num_iters, init_index=None):
   """solo-learn's `cluster_memory`: one k-means per prototype head h of K_h clusters, on
   the memory of view h mod V, each from K_h random seen rows.
 
   Args:
     rng: PRNG key; memory: (V, M, d) unit rows; seen: (M,) bool, the rows that count.
     num_prototypes: (K_1, ..., K_H); num_iters: k-means iterations.
+    init_index: None (the initial centroids drawn by `init_centroids` with head h's key
+      of jax.random.split(rng, H)), or per head the (K_h,) rows that start it.
 
   Returns:
     (assignments (H, M) int32, -1 for unseen examples; [centroids (K_h, d)] per head).
@@ -87,7 +89,8 @@ def cluster_memory(rng, memory, seen, num_prototypes, num_iters):
   for h, (key, k) in enumerate(zip(jax.random.split(rng, len(num_prototypes)),
                                    num_prototypes)):
     embeddings = memory[h % memory.shape[0]]
-    init = init_centroids(key, embeddings, seen, int(k))
+    init = (init_centroids(key, embeddings, seen, int(k)) if init_index is None
+            else embeddings[jnp.asarray(init_index[h])])
     labels, c = spherical_kmeans(embeddings, init, num_iters, weights=seen)
     assignments.append(jnp.where(seen, labels, -1))
     centroids.append(c)
