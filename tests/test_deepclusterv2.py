@@ -118,6 +118,17 @@ def test_cluster_memory_is_solo_learns_kmeans_on_the_seen_rows():
       seen_idx, memory[:1, seen_idx].astype(np.float64), (5,), 10, 30, random_idx[1:2])[1][0])
 
 
+def test_a_centroid_left_without_rows_keeps_its_value():
+  memory, seen = _memory(4), np.ones(30, bool)
+  random_idx = [np.array([5, 5, 11, 20])]   # a repeated row: its second copy loses the tie
+  want_a, want_c = np_cluster_memory(np.arange(30), memory.astype(np.float64), (4,), 1, 30,
+                                     random_idx)
+  got_a, got_c = _cluster(memory, seen, random_idx, (4,), 1)
+  np.testing.assert_allclose(want_c[0][1], memory[0, 5], atol=1e-6)   # no rows: kept
+  np.testing.assert_array_equal(np.asarray(got_a), want_a)
+  np.testing.assert_allclose(np.asarray(got_c[0]), want_c[0], atol=1e-5)
+
+
 def test_initial_centroids_are_distinct_seen_rows():
   memory, seen = _memory(3)[0], np.arange(30) % 3 == 0   # 10 seen rows
   draws = set()
