@@ -1,5 +1,5 @@
 """DeepCluster v2 (Caron et al. 2020, "Unsupervised Learning of Visual Features by
-Contrasting Cluster Assignments", appendix A): SwAV's cross-entropy of prototype scores,
+Contrasting Cluster Assignments", appendix): SwAV's cross-entropy of prototype scores,
 with hard cluster assignments from k-means of a memory bank of past projections instead
 of Sinkhorn codes, and the prototypes set to the k-means centroids (not learnt).
 
@@ -16,14 +16,19 @@ are written into the memory bank (V, M, d) at the batch's example indices (the '
 layout). At the start of every epoch but the first (step % epoch_steps == 0, step > 0),
 inside the jit step: for each head h, cosine k-means with K_h clusters (`kmeans_iters`
 iterations, centroids initialised from K_h random rows) of the memory of view h mod 2,
-over the rows written during the past epoch; the centroids become C_h and the
-assignments a_h (-1 for an example not seen in that epoch). Memory, seen marks,
+over the rows written so far (each example's latest projection); the centroids become C_h
+and the assignments a_h (-1 for an example never written). Memory, seen marks,
 assignments and prototypes are method state (`extra`), checkpointed: resume is exact.
 
-Deviations: the memory is indexed by example, not by position in the epoch (the same
-rows are clustered); during the first epoch no example has an assignment and the loss is 0
-(solo-learn's mean over no rows is NaN), so only BatchNorm statistics (and the online
-probe, if any) change then; the two views go through the backbone and projector as one
+Deviations: the memory is indexed by example, not by position in the epoch, and keeps
+every example's latest row: solo-learn clusters the rows of the past epoch only, and an
+example its epoch left out (drop_last) gets no assignment; here the training stream's
+epochs need not align with passes over the split (epoch_steps * batch_size rows need not
+be the split), so an example left out of the past epoch keeps its older row and is
+clustered with it; with epochs that cover the split both cluster the same rows. During
+the first epoch no example has an assignment and the loss is 0 with zero gradient
+(PyTorch's mean over no rows is NaN), so only BatchNorm statistics change then (and the
+weights, by weight decay of a decoupled optimizer); the two views go through the backbone and projector as one
 batch (solo-learn: one pass per view, BatchNorm statistics per view); the projector is
 `tlu.models.heads.mlp` (BatchNorm between layers, none after the last: solo-learn's).
 """
@@ -100,13 +105,12 @@ class DeepClusterV2(Method):
             'prototypes': prototypes}
 
   def epoch_start(self, extra, rng):
-    """k-means of the past epoch's memory: new assignments and prototypes, seen reset."""
+    """k-means of the memory's seen rows: new assignments and prototypes."""
     assignments, centroids = dc.cluster_memory(
         rng, extra['memory'], extra['seen'], tuple(int(k) for k in self.config.num_prototypes),
         int(self.config.kmeans_iters))
     return {**extra, 'assignments': assignments,
-            'prototypes': {head_key(h): c for h, c in enumerate(centroids)},
-            'seen': jnp.zeros_like(extra['seen'])}
+            'prototypes': {head_key(h): c for h, c in enumerate(centroids)}}
 
   def loss_fn(self, params, model_state, batch, rng):
     view_rng, kmeans_rng = jax.random.split(rng)

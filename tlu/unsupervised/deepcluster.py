@@ -3,9 +3,10 @@
 of it into prototypes and per-example assignments, and the cross-entropy against them.
 
 Pure jax (jit, no host round trip): the memory is a (V, M, d) array of the V views'
-projections of the M examples, indexed by example; `seen` (M,) marks the rows written
-since the last clustering (solo-learn's memory holds the current epoch's rows only: its
-k-means clusters those, and an example not among them gets no assignment, -1).
+projections of the M examples, indexed by example, each row the latest projection of its
+example; `seen` (M,) marks the rows written at least once. k-means clusters the seen
+rows, and an unseen example gets no assignment (-1). solo-learn's memory holds the rows
+of the current epoch, by position; with epochs that cover the split it holds the same rows.
 """
 
 import jax
