@@ -51,6 +51,11 @@ METHODS = {
     # tau, eps and 3 Sinkhorn iterations; prototypes frozen for the first epoch (5 steps).
     'swav': dict(name='swav', projector=(512, 128), num_prototypes=100, temperature=0.1,
                  epsilon=0.05, sinkhorn_iterations=3, freeze_prototypes_steps=5),
+    # DeepCluster v2: SwAV's projector, 3 heads of 100 prototypes (solo-learn's 3 x 3000 for
+    # ImageNet), tau 0.1 and 10 k-means iterations; k-means runs every epoch (5 steps of 256
+    # over the 1437 train digits), so the loss starts at the second epoch.
+    'deepclusterv2': dict(name='deepclusterv2', projector=(512, 128),
+                          num_prototypes=(100, 100, 100), temperature=0.1, kmeans_iters=10),
     # Supervised contrastive (reads the labels): the paper's tau 0.1.
     'supcon': dict(name='supcon', temperature=0.1, projector=(512, 128)),
 }
@@ -115,6 +120,10 @@ DIGITS_VIEW = dict(preset='digits', crop_scale=(0.8, 1.0), affine_prob=0.8, rota
 MULTICROP = dict(augment=dict(views=(DIGITS_VIEW, DIGITS_VIEW),
                               local={**DIGITS_VIEW, 'crop_scale': (0.3, 0.6)}, local_crops=4,
                               local_size=6))
+# DeepCluster v2 reads 'indexed' batches (its memory bank is per example), which carry
+# no labels: the house's online probe (labelled batches only) is off, its evaluator
+# dropped; the offline evaluators (kNN, probes, k-means) score it as the others.
+NO_ONLINE_PROBE = ('deepclusterv2',)
 VARIANTS = {'dino_multicrop': ('dino', MULTICROP), 'swav_multicrop': ('swav', MULTICROP)}
 
 
@@ -131,6 +140,9 @@ def get_config(arg=None):
   c.optimizer.unscheduled = UNSCHEDULED.get(method, ())
   c.optimizer.update(OPTIMIZERS.get(method, {}))
   c.steps = STEPS.get(method, c.steps)
+  if method in NO_ONLINE_PROBE:
+    c.online_probe = False
+    del c.evals['online_probe']
   if 'augment' in overrides:
     c.augment = ml_collections.ConfigDict(overrides['augment'])
   c.model.update(overrides.get('model', {}))
