@@ -28,14 +28,15 @@ be the split), so an example left out of the past epoch keeps its older row and 
 clustered with it; with epochs that cover the split both cluster the same rows. During
 the first epoch no example has an assignment and the loss is 0 with zero gradient
 (PyTorch's mean over no rows is NaN), so only BatchNorm statistics change then (and the
-weights, by weight decay of a decoupled optimizer); the two views go through the backbone and projector as one
-batch (solo-learn: one pass per view, BatchNorm statistics per view); the projector is
+weights, by weight decay of a decoupled optimizer); the two views go through the backbone
+and projector as one batch (solo-learn: one pass per view, BatchNorm statistics per view); the projector is
 `tlu.models.heads.mlp` (BatchNorm between layers, none after the last: solo-learn's).
 """
 
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method, check_widths
 from tlu.methods.output import LossOutput
@@ -62,6 +63,8 @@ class DeepClusterV2(Method):
   when an epoch covers the split), prototypes_used (the fraction of the first head's
   prototypes that are the argmax of some row of the batch).
   """
+  ranges = {'projector': checks.WIDTHS, 'num_prototypes': checks.POSITIVE_INT,
+            'temperature': checks.POSITIVE, 'kmeans_iters': checks.POSITIVE_INT}
   inputs = 'indexed'
 
   @classmethod
@@ -71,14 +74,9 @@ class DeepClusterV2(Method):
 
   @classmethod
   def check(cls, config):
-    check_widths(config, 'projector')
-    if not config.num_prototypes or min(config.num_prototypes) < 1:
-      raise ValueError(f'method.num_prototypes={tuple(config.num_prototypes)} must be '
-                       'a non-empty tuple of sizes >= 1')
-    if not config.temperature > 0:
-      raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    if not config.kmeans_iters >= 1:
-      raise ValueError(f'method.kmeans_iters={config.kmeans_iters} must be >= 1')
+    check_widths(config, 'projector')   # the values' ranges: `ranges`
+    if not config.num_prototypes:
+      raise ValueError('method.num_prototypes=(): give one head size or more')
 
   def __init__(self, config, model, facts, augment=None):
     super().__init__(config, model, facts, augment)
