@@ -55,11 +55,10 @@ PROBE_INPUTS = ('labelled', 'images')   # batches that can carry labels for the 
 
 
 def check_widths(config, *keys):
-  """ValueError unless each `config[key]` is a non-empty tuple of layer widths (their values,
-  >= 1, are a `ranges` entry: tlu.checks.WIDTHS)."""
+  """ValueError unless each `config[key]` is a non-empty tuple of layer widths >= 1."""
   for key in keys:
-    if not config[key]:
-      raise ValueError(f'method.{key}={tuple(config[key])}: give one width or more')
+    if not config[key] or min(config[key]) < 1:
+      raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
 
 
 class Method:
