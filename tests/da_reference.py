@@ -15,6 +15,7 @@ import numpy as np
 
 from tlu.methods.facts import RunFacts
 from tlu.models import build_model
+from method_block import check_block
 
 
 # ----------------------------------------------------------------------------- tllib/modules
@@ -231,7 +232,7 @@ def aad_alpha(iter_num, max_iter, alpha, beta):
 
 def make_method(cls, num_classes=3, total=10, num_examples=8, **config):
   config = ml_collections.ConfigDict({**cls.example_config(), **config})
-  cls.check(config)
+  check_block(cls, config)
   model = build_model({'name': 'cnn', 'widths': (4, 8), 'features': 6},
                       cls.heads(config, num_classes))
   method = cls(config, model, RunFacts(num_steps=total, batch_size=4, epoch_steps=1,

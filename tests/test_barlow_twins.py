@@ -12,6 +12,7 @@ from tlu.methods.barlow_twins import BarlowTwins
 from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.unsupervised.ssl_losses import barlow_twins, cross_correlation
+from method_block import check_block
 
 
 def _algorithm_1(z_a, z_b, lambd, eps=1e-5):
@@ -84,7 +85,7 @@ def test_method_loss_is_algorithm_1_of_the_two_views_projections(method):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**BarlowTwins.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    BarlowTwins.check(config)
+    check_block(BarlowTwins, config)
 
 
 def test_eight_devices_give_the_loss_of_the_global_batch():

@@ -12,6 +12,7 @@ from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.train.state import TrainState
 from tlu.unsupervised.ssl_losses import normalized_mse
+from method_block import check_block
 
 
 def _eq_2(q, z):
@@ -104,4 +105,4 @@ def test_after_update_is_ema_with_the_cosine_momentum(method, step):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**BYOL.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    BYOL.check(config)
+    check_block(BYOL, config)

@@ -9,9 +9,12 @@ a config); it is the specification here, not code under test.
 import importlib
 import re
 
+import ml_collections
 import pytest
 
 from experiments import common
+from method_block import check_block
+from tlu import checks, methods
 
 OLD_TABLE = (   # (key regex, a value out of range); the first full match applies
     (r'(.*_)?batch_size|checkpoint_every|log_every|keep_checkpoints|n_init|max_iter|'
@@ -171,3 +174,35 @@ def test_the_pipeline_names_a_stage_s_value_as_written_in_its_config(data_dir, t
   refusals = _refusals(pipeline, config, tmp_path / 'w', only=leaves)
   assert set(refusals) == set(leaves)
   _assert_refused_naming(refusals)
+
+
+@pytest.mark.parametrize('rng,value,allowed', [
+    (checks.POSITIVE_INT, 3, True), (checks.POSITIVE_INT, 0, False),
+    (checks.POSITIVE_INT, 2.0, False), (checks.POSITIVE_INT, True, False),
+    (checks.POSITIVE_INT, (1, 2), True), (checks.POSITIVE_INT, (1, 0), False),
+    (checks.POSITIVE, 0.5, True), (checks.POSITIVE, 1, True), (checks.POSITIVE, '1', False),
+    (checks.POSITIVE, False, False), (checks.UNIT, 1.0, True), (checks.BELOW_ONE, 1.0, False),
+    (checks.WIDTHS, (8, 4), True), (checks.WIDTHS, (), False), (checks.WIDTHS, 8, False),
+    (checks.WIDTHS, (8, 2.5), False), (checks.BANDWIDTHS, (0.5, 2), True),
+    (checks.BANDWIDTHS, (), False), (checks.BANDWIDTHS, (0.5, 0.0), False),
+    (checks.FLAG, False, True), (checks.FLAG, 0, False), (checks.FLAG, 'yes', False),
+])
+def test_a_range_refuses_values_of_the_wrong_kind(rng, value, allowed):
+  assert checks.fits(value, rng) is allowed
+
+
+def _wrong_kind(rng, value):
+  """A value of the wrong kind for `rng` (hand-chosen per kind)."""
+  return {'bool': 1, 'integer': 1.5, 'number': 'one', 'widths': (), 'numbers': ()}[rng.kind]
+
+
+@pytest.mark.parametrize('name', methods.names())
+def test_every_method_refuses_a_value_of_the_wrong_kind_naming_its_key(name):
+  cls = methods.get(name)
+  example = {**getattr(cls, 'defaults', {}), **cls.example_config()}   # semi's defaults too
+  keys = [key for key in cls.ranges if key in example]
+  for key in keys:
+    config = ml_collections.ConfigDict({**example, key: None}).unlock()
+    config[key] = _wrong_kind(cls.ranges[key], example[key])
+    with pytest.raises(ValueError, match=rf'^method\.{key}=.*: must be '):
+      check_block(cls, config)

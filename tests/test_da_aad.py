@@ -14,6 +14,7 @@ from tlu.adapt import cells
 from tlu.methods import aad as aad_lib, dan as dan_lib
 from tlu.train import mesh as mesh_lib, task
 from tlu.train.state import TrainState
+from method_block import check_block
 
 N, K = 12, 3
 
@@ -166,7 +167,7 @@ def test_aad_checks_its_keys_and_the_target_size():
   for bad in ({'k': 0}, {'k': 1.5}, {'alpha': -1.0}, {'beta': -0.1}):
     config = ml_collections.ConfigDict({**aad_lib.AaD.example_config(), **bad})
     with pytest.raises(ValueError, match=f'method.{next(iter(bad))}'):
-      aad_lib.AaD.check(config)
+      check_block(aad_lib.AaD, config)
   method, variables = ref.make_method(aad_lib.AaD, num_examples=3, k=3)
   with pytest.raises(ValueError, match='k=3'):
     method.init_extra(variables, jax.random.key(0))

@@ -7,6 +7,7 @@ import pytest
 
 import da_reference as ref
 from tlu.methods import bsp, cdan, cdan_bsp, dann, dann_bsp
+from method_block import check_block
 
 
 def test_batch_spectral_penalty_matches_tllib_and_its_gradient_is_2_sigma_u_v():
@@ -44,4 +45,4 @@ def test_bsp_checks_its_keys_and_the_parents():
   for bad in ({'bsp_weight': -1.0}, {'bsp_k': 0}, {'domain_head': (8, 2)}):
     config = ml_collections.ConfigDict({**dann_bsp.DANNBSP.example_config(), **bad})
     with pytest.raises(ValueError, match=f'method.{next(iter(bad))}'):
-      dann_bsp.DANNBSP.check(config)
+      check_block(dann_bsp.DANNBSP, config)

@@ -10,6 +10,7 @@ import pytest
 
 import da_reference as ref
 from tlu.methods import cdan as cdan_lib
+from method_block import check_block
 
 
 def test_multilinear_map_is_tllibs_outer_product():
@@ -116,4 +117,4 @@ def test_cdan_checks_its_keys():
   for bad in ({'entropy': 1}, {'randomized_dim': -1}, {'domain_head': (8, 2)}):
     config = ml_collections.ConfigDict({**cdan_lib.CDAN.example_config(), **bad})
     with pytest.raises(ValueError, match=f'method.{next(iter(bad))}'):
-      cdan_lib.CDAN.check(config)
+      check_block(cdan_lib.CDAN, config)

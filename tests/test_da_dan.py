@@ -8,6 +8,7 @@ import pytest
 import da_reference as ref
 from tlu.adapt import mmd
 from tlu.methods import dan as dan_lib
+from method_block import check_block
 
 ALPHAS = (0.125, 0.25, 0.5, 1.0, 2.0)
 
@@ -77,4 +78,4 @@ def test_dan_checks_its_keys():
               {'domain_weight': -1.0}, {'batch_norm': 'none'}):
     config = ml_collections.ConfigDict({**dan_lib.DAN.example_config(), **bad})
     with pytest.raises(ValueError, match=f'method.{next(iter(bad))}'):
-      dan_lib.DAN.check(config)
+      check_block(dan_lib.DAN, config)

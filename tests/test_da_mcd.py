@@ -14,6 +14,7 @@ from tlu.methods.phases import PhaseOptimizers
 from tlu.train import mesh as mesh_lib
 from tlu.train.state import TrainState
 from tlu.train.step import make_train_step
+from method_block import check_block
 
 HEADS = ('head', 'head2')
 W, W_ENT, LR = 0.3, 0.03, 0.05   # TLlib's digit trade-offs
@@ -65,7 +66,7 @@ def test_phases_are_source_maximise_and_num_k_minimise_steps(setup):
       ('source', ('backbone', 'head', 'head2')), ('maximise', HEADS),
       ('minimise', ('backbone',)), ('minimise2', ('backbone',))]
   with pytest.raises(ValueError, match='method.num_k=0'):
-    mcd_lib.MCD.check(ml_collections.ConfigDict({**mcd_lib.MCD.example_config(), 'num_k': 0}))
+    check_block(mcd_lib.MCD, ml_collections.ConfigDict({**mcd_lib.MCD.example_config(), 'num_k': 0}))
 
 
 def test_one_step_is_tllibs_steps_a_b_and_c_each_over_its_parameters(setup):

@@ -13,12 +13,12 @@ import pytest
 
 import methods_check
 from configs import digits_ssl
-from tlu import checks
 from tlu.methods.deepclusterv2 import DeepClusterV2
 from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.train import mesh as mesh_lib, task
 from tlu.unsupervised import deepcluster as dc
+from method_block import check_block
 
 M, B, EPOCH = 16, 8, 2   # examples, batch, steps per epoch of the method fixture
 
@@ -221,8 +221,7 @@ def test_memory_update_writes_the_batch_rows_only(method):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**DeepClusterV2.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'^method\.{key}=[^\n]*$'):
-    checks.check_values(config, DeepClusterV2.ranges, 'method.')   # as the house does
-    DeepClusterV2.check(config)
+    check_block(DeepClusterV2, config)
 
 
 def test_more_prototypes_than_an_epoch_writes_are_refused():

@@ -12,6 +12,7 @@ from tlu.methods.dino import DINO, dino_loss, teacher_probabilities, update_cent
 from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.train.state import TrainState
+from method_block import check_block
 
 
 def softmax(x):
@@ -196,4 +197,4 @@ def test_check_names_the_bad_value():
   for key, value in (('center_momentum', 1.0), ('teacher_temperature', 0.0),
                      ('student_temperature', -0.1), ('momentum', 1.5), ('num_prototypes', 0)):
     with pytest.raises(ValueError, match=key):
-      DINO.check(ml_collections.ConfigDict({**DINO.example_config(), key: value}))
+      check_block(DINO, ml_collections.ConfigDict({**DINO.example_config(), key: value}))

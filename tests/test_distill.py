@@ -16,6 +16,7 @@ from tlu.models import build_model
 from tlu.train import mesh as mesh_lib, task
 from tlu.train.checkpoint import restore_params
 from tlu.transfer.pretrained import load_pretrained
+from method_block import check_block
 
 K, B, MU = 3, 8, 2
 
@@ -121,7 +122,7 @@ def test_resume_with_a_teacher_run_is_exact_and_the_teacher_stays_frozen(teacher
 
 
 def test_bad_teachers_and_values_are_refused_by_the_check(teacher_run, tmp_path):
-  check = lambda **kw: methods.get('distill').check(
+  check = lambda **kw: check_block(methods.get('distill'),
       ml_collections.ConfigDict({**methods.get('distill').example_config(), **kw}))
   with pytest.raises(ValueError, match='teacher run /nonexistent: source workdir .* not exist'):
     check(teacher='/nonexistent')
@@ -131,9 +132,9 @@ def test_bad_teachers_and_values_are_refused_by_the_check(teacher_run, tmp_path)
     check(teacher=str(tmp_path / 'empty'))
   with pytest.raises(ValueError, match='no checkpoint for step 7'):
     check(teacher=teacher_run, teacher_step=7)
-  with pytest.raises(ValueError, match=r'method.temperature=0.0 must be > 0'):
+  with pytest.raises(ValueError, match=r'method.temperature=0.0: must be a finite number > 0'):
     check(temperature=0.0)
-  with pytest.raises(ValueError, match=r'method.label_weight=-1.0 must be >= 0'):
+  with pytest.raises(ValueError, match=r'method.label_weight=-1.0: must be a finite number >= 0'):
     check(label_weight=-1.0)
   check(teacher=teacher_run)
 

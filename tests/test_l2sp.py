@@ -10,6 +10,7 @@ from tlu.methods.facts import RunFacts
 from tlu.methods.l2sp import L2SP
 from tlu.methods.supervised import Supervised
 from tlu.models import build_model
+from method_block import check_block
 
 
 def method(cls=L2SP, **overrides):
@@ -64,14 +65,15 @@ def test_the_shared_layers_are_pulled_back_to_the_source():
 
 
 @pytest.mark.parametrize('overrides,message', [
-    ({'alpha': -1.0}, 'alpha=-1.0 must be a number >= 0'),
-    ({'beta': float('nan')}, 'beta=nan must be'),
+    ({'alpha': -1.0}, 'method.alpha=-1.0: must be a finite number >= 0'),
+    ({'alpha': True}, 'method.alpha=True: must be a finite number >= 0'),
+    ({'beta': float('nan')}, 'method.beta=nan: must be'),
     ({'shared': 'backbone/.*'}, 'must be a tuple of path regexes'),
     ({'shared': ('backbone/(',)}, 'is not a regex'),
 ])
 def test_check(overrides, message):
   with pytest.raises(ValueError, match=message):
-    L2SP.check(ml_collections.ConfigDict({**L2SP.example_config(), **overrides}))
+    check_block(L2SP, ml_collections.ConfigDict({**L2SP.example_config(), **overrides}))
 
 
 def test_shared_regexes_that_name_nothing_are_refused():

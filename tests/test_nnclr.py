@@ -12,6 +12,7 @@ from tlu.methods.nnclr import NNCLR
 from tlu.models import build_model
 from tlu.unsupervised import queue as queue_lib
 from tlu.unsupervised.contrastive import nnclr_loss
+from method_block import check_block
 
 
 def _normalize(x):
@@ -116,4 +117,4 @@ def test_loss_and_queue_update_are_solo_learns_training_step(method):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**NNCLR.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    NNCLR.check(config)
+    check_block(NNCLR, config)

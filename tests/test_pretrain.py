@@ -15,6 +15,7 @@ from tlu.methods.facts import RunFacts
 from tlu.methods.simclr import SimCLR
 from tlu.models import build_model
 from tlu.unsupervised.contrastive import nt_xent
+from method_block import check_block
 
 REPRESENTATION_METRICS = ('knn_accuracy', 'linear_probe_accuracy', 'few_shot_probe_accuracy',
                           'kmeans_acc', 'kmeans_nmi', 'kmeans_ari')
@@ -68,7 +69,7 @@ def test_simclr_loss_is_nt_xent_of_both_views_projected_together():
 ])
 def test_simclr_config_is_range_checked(config, message):
   with pytest.raises(ValueError, match=message):
-    SimCLR.check(ml_collections.ConfigDict(config))
+    check_block(SimCLR, ml_collections.ConfigDict(config))
 
 
 def test_pretrain_stage_writes_the_workdir_contract_and_representation_metrics(tmp_path,

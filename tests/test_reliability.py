@@ -81,8 +81,8 @@ def reference(tmp_path_factory, data_dir):
 @pytest.mark.parametrize('key, value, message', [
     ('batch_size', 0, 'batch_size=0: must be an integer >= 1'),
     ('batch_size', -8, 'batch_size=-8: must be an integer >= 1'),
-    ('steps', 0, 'steps=0: must be >= 1'),
-    ('steps', -5, 'steps=-5: must be >= 1'),
+    ('steps', 0, 'steps=0: must be an integer >= 1'),
+    ('steps', -5, 'steps=-5: must be an integer >= 1'),
     ('checkpoint_every', 0, 'checkpoint_every=0: must be an integer >= 1'),
     ('optimizer.lr', float('nan'), 'optimizer.lr=nan: must be finite'),
     ('optimizer.lr', -0.1, 'optimizer.lr=-0.1: must be a finite number > 0'),

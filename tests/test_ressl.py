@@ -12,6 +12,7 @@ from tlu.methods.facts import RunFacts
 from tlu.methods.ressl import ReSSL
 from tlu.models import build_model
 from tlu.unsupervised.contrastive import ressl_loss
+from method_block import check_block
 
 
 def _normalize(x):
@@ -81,4 +82,4 @@ def test_loss_and_queue_update_are_solo_learns_training_step(method):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**ReSSL.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    ReSSL.check(config)
+    check_block(ReSSL, config)

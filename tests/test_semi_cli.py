@@ -77,7 +77,7 @@ def test_labelled_examples_are_drawn_per_class_and_seed_and_every_image_is_unlab
 @pytest.mark.parametrize('args, message', [
     (('--config.labels_per_class=(500,)',), 'labels_per_class=500 needs 500'),
     (('--config.methods=("fixmatch","nomethod")',), "method 'nomethod' has no block"),
-    (('--config.fixmatch.mu=0',), 'method.mu=0 must be an integer >= 1'),
+    (('--config.fixmatch.mu=0',), 'error: fixmatch.mu=0: must be an integer >= 1'),
     (('--config.source=/nonexistent/run',), 'source run /nonexistent/run'),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_anything_is_written(tmp_path, data_dir, args,

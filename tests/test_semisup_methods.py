@@ -15,6 +15,7 @@ from tlu.methods.facts import RunFacts
 from tlu.models import build_model
 from tlu.semisup.views import make_view
 from tlu.train.state import TrainState
+from method_block import check_block
 
 K, B, MU, U, STEPS = 3, 4, 2, 16, 10
 
@@ -50,7 +51,7 @@ VIEWS = {'weak': {'noise_prob': 1.0, 'noise_std': 0.05},
 def build(model, name, **overrides):
   cls = methods.get(name)
   config = ml_collections.ConfigDict({**cls.example_config(), **VIEWS, **overrides})
-  cls.check(config)
+  check_block(cls, config)
   return cls(config, model, RunFacts(num_steps=STEPS, batch_size=B, epoch_steps=1,
                                      num_examples=U, num_unlabelled=U))
 
@@ -286,7 +287,7 @@ def test_check_names_the_bad_value(name, key, value):
   cls = methods.get(name)
   config = ml_collections.ConfigDict({**cls.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}'):
-    cls.check(config)
+    check_block(cls, config)
 
 
 def test_views_know_their_names_and_the_randaugment_hook():

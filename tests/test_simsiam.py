@@ -11,6 +11,7 @@ from tlu.methods.facts import RunFacts
 from tlu.methods.simsiam import SimSiam
 from tlu.models import build_model
 from tlu.unsupervised.ssl_losses import negative_cosine
+from method_block import check_block
 
 
 def _d(p, z):
@@ -103,4 +104,4 @@ def test_projector_ends_in_batch_norm_without_affine_parameters(setup):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**SimSiam.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    SimSiam.check(config)
+    check_block(SimSiam, config)

@@ -10,6 +10,7 @@ from tlu.methods.facts import RunFacts
 from tlu.methods.supcon import SupCon, supcon_loss
 from tlu.models import build_model
 from tlu.unsupervised.contrastive import nt_xent
+from method_block import check_block
 
 
 def numpy_l_out(z, labels, tau):
@@ -73,4 +74,4 @@ def test_method_reads_labels_and_trains_on_two_views():
 
 def test_check_names_the_bad_value():
   with pytest.raises(ValueError, match='temperature'):
-    SupCon.check(ml_collections.ConfigDict({**SupCon.example_config(), 'temperature': 0.0}))
+    check_block(SupCon, ml_collections.ConfigDict({**SupCon.example_config(), 'temperature': 0.0}))

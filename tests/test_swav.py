@@ -13,6 +13,7 @@ from tlu.methods.swav import Prototypes, SwAV, swav_loss
 from tlu.models import build_model
 from tlu.train.state import TrainState
 from tlu.unsupervised.sinkhorn import sinkhorn
+from method_block import check_block
 
 
 def numpy_sinkhorn(out, epsilon, iters):
@@ -179,4 +180,4 @@ def test_check_names_the_bad_value():
   for key, value in (('epsilon', 0.0), ('sinkhorn_iterations', 0), ('num_prototypes', 0),
                      ('temperature', -1.0), ('freeze_prototypes_steps', -1)):
     with pytest.raises(ValueError, match=key):
-      SwAV.check(ml_collections.ConfigDict({**SwAV.example_config(), key: value}))
+      check_block(SwAV, ml_collections.ConfigDict({**SwAV.example_config(), key: value}))

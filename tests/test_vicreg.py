@@ -12,6 +12,7 @@ from tlu.methods.facts import RunFacts
 from tlu.methods.vicreg import VICReg
 from tlu.models import build_model
 from tlu.unsupervised.ssl_losses import vicreg
+from method_block import check_block
 
 
 def _algorithm_1(z_a, z_b, lambd=25.0, mu=25.0, nu=1.0, gamma=1.0, eps=1e-4):
@@ -95,7 +96,7 @@ def test_method_loss_is_algorithm_1_of_the_two_views_projections(method):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**VICReg.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    VICReg.check(config)
+    check_block(VICReg, config)
 
 
 @pytest.mark.slow   # heavy: the slow tier (`pytest -m slow`)

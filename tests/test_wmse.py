@@ -18,6 +18,7 @@ from tlu.unsupervised.whitening import whiten, whiten_sub_batches, wmse_loss
 
 sys.path.insert(0, f'{ROOT}/tests')
 import methods_check  # noqa: E402  pylint: disable=wrong-import-position
+from method_block import check_block
 
 
 def _whitening2d(x, eps=0.0):
@@ -110,7 +111,7 @@ def test_loss_is_solo_learns_training_step(method):
 def test_check_names_the_bad_value(key, value):
   config = ml_collections.ConfigDict({**WMSE.example_config(), key: value})
   with pytest.raises(ValueError, match=rf'method\.{key}='):
-    WMSE.check(config)
+    check_block(WMSE, config)
 
 
 def test_task_check_wants_w_size_to_divide_the_batch():

@@ -21,19 +21,28 @@ from typing import Callable
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-  """ok(number) -> bool for every number of the value (a tuple's elements one by one)."""
+  """The values a key may take.
+
+  ok(number) -> bool for every number of the value (a tuple's elements one by one);
+  allowed: what the error message says; kind: 'number' (an int or float, not a bool,
+  or a tuple of them), 'integer' (ints only), 'numbers' / 'widths' (a non-empty tuple of
+  numbers / ints) or 'bool' (True or False; `ok` unused).
+  """
   ok: Callable[[float], bool]
   allowed: str
+  kind: str = 'number'
 
 
-POSITIVE_INT = Range(lambda v: v > 0, 'an integer >= 1')
-NON_NEGATIVE_INT = Range(lambda v: v >= 0, 'an integer >= 0 (0: off or all)')
+POSITIVE_INT = Range(lambda v: v > 0, 'an integer >= 1', 'integer')
+NON_NEGATIVE_INT = Range(lambda v: v >= 0, 'an integer >= 0 (0: off or all)', 'integer')
 POSITIVE = Range(lambda v: v > 0, 'a finite number > 0')
 NON_NEGATIVE = Range(lambda v: v >= 0, 'a finite number >= 0')
 UNIT = Range(lambda v: 0 <= v <= 1, 'a number in [0, 1]')
 BELOW_ONE = Range(lambda v: 0 <= v < 1, 'a number in [0, 1)')
-WIDTHS = Range(lambda v: v > 0, 'widths >= 1')
-FEW_LABELS = Range(lambda v: v >= 0, 'integers >= 0 (0: every label)')
+WIDTHS = Range(lambda v: v > 0, 'a tuple of widths >= 1', 'widths')
+BANDWIDTHS = Range(lambda v: v > 0, 'a tuple of numbers > 0', 'numbers')
+FEW_LABELS = Range(lambda v: v >= 0, 'integers >= 0 (0: every label)', 'integer')
+FLAG = Range(lambda v: True, 'True or False', 'bool')
 
 
 class RangeError(ValueError):
@@ -59,26 +68,38 @@ def _is_number(v):
   return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_int(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def fits(value, rng):
+  """Whether `value` (a scalar or a tuple) is one `rng` allows."""
+  if rng.kind == 'bool':
+    return isinstance(value, bool)
+  sequence = isinstance(value, (tuple, list))
+  if rng.kind in ('widths', 'numbers') and not (sequence and value):
+    return False
+  is_type = _is_number if rng.kind in ('number', 'numbers') else _is_int
+  return all(is_type(v) and rng.ok(v) for v in (value if sequence else (value,)))
+
+
 def check_values(block, ranges, where=''):
   """RangeError naming the first key of `ranges` whose value in `block` is out of range.
 
   block: a mapping (ConfigDict or dict); ranges: {key: Range}; where: the block's dotted
-  path with its trailing dot ('method.'). Keys the block does not have are skipped.
+  path with its trailing dot ('method.'). Keys the block does not have, and values None
+  (the owner's default), are skipped.
   """
   if block is None:
     return
   for key, rng in ranges.items():
-    if key not in block:
-      continue
-    value = block[key]
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    if any(_is_number(v) and not rng.ok(v) for v in values):
-      raise RangeError(f'{where}{key}', value, rng.allowed)
+    if key in block and block[key] is not None and not fits(block[key], rng):
+      raise RangeError(f'{where}{key}', block[key], rng.allowed)
 
 
 TASK = {   # the house's own keys of a task config
     'batch_size': POSITIVE_INT, 'eval_batch_size': POSITIVE_INT,
-    'steps': Range(lambda v: v >= 0, '>= 1 (or 0 with epochs >= 1)'),
+    'steps': Range(lambda v: v >= 0, 'an integer >= 1 (or 0 with epochs >= 1)', 'integer'),
     'epochs': NON_NEGATIVE_INT, 'steps_per_epoch': NON_NEGATIVE_INT,
     'checkpoint_every': POSITIVE_INT, 'log_every': POSITIVE_INT,
     'keep_checkpoints': POSITIVE_INT, 'eval_every': NON_NEGATIVE_INT,
@@ -92,7 +113,7 @@ def check_task_values(cfg, where=''):
     raise RangeError(f'{where}online_probe', cfg['online_probe'], 'True or False')
   steps, epochs = cfg.get('steps', 0), cfg.get('epochs', 0)
   if not (steps >= 1 or (steps == 0 and epochs >= 1)):
-    raise RangeError(f'{where}steps', steps, '>= 1 (or 0 with epochs >= 1)')
+    raise RangeError(f'{where}steps', steps, 'an integer >= 1 (or 0 with epochs >= 1)')
 
 
 def _leaves(tree, prefix=''):

@@ -23,7 +23,7 @@ class Validator(Evaluator):
   devn), seed (class_ami, dev, devn)."""
   prefix, splits, metrics = 'validator_', (), ('score',)
   ranges = {'temperature': checks.POSITIVE, 'max_iter': checks.POSITIVE_INT,
-            'max_examples': checks.Range(lambda v: v >= 2, 'an integer >= 2')}
+            'max_examples': checks.Range(lambda v: v >= 2, 'an integer >= 2', 'integer')}
   needs_model = True
 
   def __init__(self, ctx, splits, name='', head='head', temperature=0.05, max_iter=20,

@@ -87,14 +87,6 @@ class AaD(Method):
     return {'k': 3, 'alpha': 1.0, 'beta': 5.0}
 
   @classmethod
-  def check(cls, config):
-    if isinstance(config.k, bool) or not isinstance(config.k, int) or config.k < 1:
-      raise ValueError(f'method.k={config.k!r} must be an integer >= 1')
-    for key in ('alpha', 'beta'):
-      if not config[key] >= 0:
-        raise ValueError(f'method.{key}={config[key]} must be >= 0')
-
-  @classmethod
   def heads(cls, config, num_classes):
     return {'head': heads_lib.classifier(num_classes)}
 

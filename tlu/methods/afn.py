@@ -53,7 +53,8 @@ class AFN(Method):
   (TLlib's optional target entropy), batch_norm 'joint' | 'per_domain'.
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
-  ranges = {'domain_weight': checks.NON_NEGATIVE, 'entropy_weight': checks.NON_NEGATIVE}
+  ranges = {'delta': checks.NON_NEGATIVE, 'domain_weight': checks.NON_NEGATIVE,
+            'entropy_weight': checks.NON_NEGATIVE}
   inputs = 'paired'
 
   @classmethod
@@ -63,8 +64,7 @@ class AFN(Method):
 
   @classmethod
   def check(cls, config):
-    paired.check_batch_norm(config)
-    paired.check_non_negative(config, 'domain_weight', 'delta', 'entropy_weight')
+    paired.check_batch_norm(config)   # the values' ranges: `ranges`
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.ssl_losses import barlow_twins
@@ -34,12 +34,6 @@ class BarlowTwins(Method):
   @classmethod
   def example_config(cls):
     return {'off_diagonal_weight': 5e-3, 'projector': (16, 8)}
-
-  @classmethod
-  def check(cls, config):
-    if not config.off_diagonal_weight >= 0:
-      raise ValueError(f'method.off_diagonal_weight={config.off_diagonal_weight} must be >= 0')
-    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -19,9 +19,10 @@ A method file defines a subclass of `Method` and registers it under its name
     changes goes into `state.extra`, so resume is exact;
   - `inputs`: the batch layout it reads, a name in `tlu.methods.layouts.LAYOUTS`
     (labelled, images, paired source + target, indexed, labelled + unlabelled at a ratio);
-  - `ranges`: {key: tlu.checks.Range} of its block's numeric keys; `check(config)`: any
-    other check of its values (ValueError naming key and value); `check_batch(config,
-    batch_size)`: those that depend on the global batch size.
+  - `ranges`: {key: tlu.checks.Range} of its block's values (numbers, integers, widths,
+    flags); `check(config)`: only what a range cannot say, relations between keys, names,
+    regexes (ValueError naming key and value); `check_batch(config, batch_size)`: those
+    that depend on the global batch size.
 The loop, the step, checkpoints, freezing and evaluation belong to the house.
 
 The online linear probe (solo-learn's protocol) is the house's too: with the task's
@@ -52,13 +53,6 @@ from tlu.models import heads as heads_lib
 
 PROBE = 'online_probe'   # the online linear probe's head (and parameter subtree) name
 PROBE_INPUTS = ('labelled', 'images')   # batches that can carry labels for the probe
-
-
-def check_widths(config, *keys):
-  """ValueError unless each `config[key]` is a non-empty tuple of layer widths >= 1."""
-  for key in keys:
-    if not config[key] or min(config[key]) < 1:
-      raise ValueError(f'method.{key}={tuple(config[key])} must be widths >= 1')
 
 
 class Method:
@@ -97,7 +91,7 @@ class Method:
 
   @classmethod
   def check(cls, config):
-    """Raises ValueError for a config value out of its range."""
+    """Raises ValueError for what `ranges` cannot say (the house checks those first)."""
     del config
 
   @classmethod

@@ -36,14 +36,6 @@ class BatchSpectralPenalty:
   def example_config(cls):
     return {**super().example_config(), 'bsp_weight': 1e-4, 'bsp_k': 1}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    w, k = config.bsp_weight, config.bsp_k
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-      raise ValueError(f'method.bsp_weight={w!r} must be a number >= 0')
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-      raise ValueError(f'method.bsp_k={k!r} must be an integer >= 1')
 
   def loss_fn(self, params, model_state, batch, rng):
     out = super().loss_fn(params, model_state, batch, rng)

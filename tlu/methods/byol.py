@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.momentum_target import MomentumTarget
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
@@ -43,10 +43,7 @@ class BYOL(Method):
 
   @classmethod
   def check(cls, config):
-    if not 0 <= config.momentum <= 1:
-      raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
-    check_widths(config, 'projector', 'predictor')
-    if config.projector[-1] != config.predictor[-1]:
+    if config.projector[-1] != config.predictor[-1]:   # the values' ranges: `ranges`
       raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
                        f'projector\'s output width {config.projector[-1]}')
 

@@ -97,20 +97,12 @@ class CDAN(DANN):
   the paper and TLlib). batch: {'image', 'label', 'target_image'} as DANN's.
   """
   ranges = {'domain_head': checks.WIDTHS, 'domain_weight': checks.NON_NEGATIVE,
-            'gamma': checks.NON_NEGATIVE}
+            'entropy': checks.FLAG, 'gamma': checks.NON_NEGATIVE,
+            'randomized_dim': checks.NON_NEGATIVE_INT}
 
   @classmethod
   def example_config(cls):
     return {**super().example_config(), 'entropy': True, 'randomized_dim': 0}
-
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    if not isinstance(config.entropy, bool):
-      raise ValueError(f'method.entropy={config.entropy!r} must be true or false')
-    d = config.randomized_dim
-    if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-      raise ValueError(f'method.randomized_dim={d!r} must be an integer >= 0 (0: full map)')
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -16,5 +16,5 @@ class CDANBSP(BatchSpectralPenalty, CDAN):
 
   config: CDAN's and bsp_weight >= 0 (1e-4), bsp_k >= 1 (1). batch: as DANN's.
   """
-  ranges = {'bsp_weight': checks.NON_NEGATIVE, 'domain_head': checks.WIDTHS,
+  ranges = {'bsp_k': checks.POSITIVE_INT, 'bsp_weight': checks.NON_NEGATIVE, 'domain_head': checks.WIDTHS,
             'domain_weight': checks.NON_NEGATIVE, 'gamma': checks.NON_NEGATIVE}

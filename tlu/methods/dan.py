@@ -24,13 +24,6 @@ from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
 
-def check_alphas(config, key='kernel_alphas'):
-  alphas = tuple(config[key])
-  if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0
-                       for a in alphas):
-    raise ValueError(f'method.{key}={alphas!r} must be bandwidth factors > 0')
-
-
 @METHODS.register('dan')
 class DAN(Method):
   """Loss = CE(head(f_s), y_s) + domain_weight * MK-MMD(f_s, f_t) [+ MK-MMD(logits_s, logits_t)].
@@ -41,7 +34,8 @@ class DAN(Method):
   'per_domain' (TLlib's script passes each domain separately).
   batch: {'image': (B, H, W, C) uint8 source, 'label': (B,), 'target_image': (B, H, W, C)}.
   """
-  ranges = {'domain_weight': checks.NON_NEGATIVE}
+  ranges = {'domain_weight': checks.NON_NEGATIVE, 'kernel_alphas': checks.BANDWIDTHS,
+            'linear': checks.FLAG, 'logits': checks.FLAG}
   inputs = 'paired'
 
   @classmethod
@@ -51,10 +45,7 @@ class DAN(Method):
 
   @classmethod
   def check(cls, config):
-    paired.check_batch_norm(config)
-    paired.check_non_negative(config, 'domain_weight')
-    paired.check_bool(config, 'linear', 'logits')
-    check_alphas(config)
+    paired.check_batch_norm(config)   # the values' ranges: `ranges`
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -61,14 +61,11 @@ class DANN(Method):
 
   @classmethod
   def check(cls, config):
-    if config.batch_norm not in BATCH_NORM:
+    if config.batch_norm not in BATCH_NORM:   # the values' ranges: `ranges`
       raise ValueError(f'method.batch_norm={config.batch_norm!r}; use one of {BATCH_NORM}')
-    if not config.domain_head or config.domain_head[-1] != 1 or min(config.domain_head) < 1:
-      raise ValueError(f'method.domain_head={tuple(config.domain_head)}: widths >= 1 ending in 1 '
+    if config.domain_head[-1] != 1:
+      raise ValueError(f'method.domain_head={tuple(config.domain_head)}: widths ending in 1 '
                        '(one logit: source vs target)')
-    for key in ('domain_weight', 'gamma'):
-      if not config[key] >= 0:
-        raise ValueError(f'method.{key}={config[key]} must be >= 0')
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -17,5 +17,5 @@ class DANNBSP(BatchSpectralPenalty, DANN):
 
   config: DANN's and bsp_weight, bsp_k. batch: as DANN's.
   """
-  ranges = {'bsp_weight': checks.NON_NEGATIVE, 'domain_head': checks.WIDTHS,
+  ranges = {'bsp_k': checks.POSITIVE_INT, 'bsp_weight': checks.NON_NEGATIVE, 'domain_head': checks.WIDTHS,
             'domain_weight': checks.NON_NEGATIVE, 'gamma': checks.NON_NEGATIVE}

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
@@ -63,7 +63,7 @@ class DeepClusterV2(Method):
   when an epoch covers the split), prototypes_used (the fraction of the first head's
   prototypes that are the argmax of some row of the batch).
   """
-  ranges = {'projector': checks.WIDTHS, 'num_prototypes': checks.POSITIVE_INT,
+  ranges = {'projector': checks.WIDTHS, 'num_prototypes': checks.WIDTHS,
             'temperature': checks.POSITIVE, 'kmeans_iters': checks.POSITIVE_INT}
   inputs = 'indexed'
 
@@ -72,11 +72,6 @@ class DeepClusterV2(Method):
     return {'projector': (16, 8), 'num_prototypes': (4, 3), 'temperature': 0.1,
             'kmeans_iters': 10}
 
-  @classmethod
-  def check(cls, config):
-    check_widths(config, 'projector')   # the values' ranges: `ranges`
-    if not config.num_prototypes:
-      raise ValueError('method.num_prototypes=(): give one head size or more')
 
   def __init__(self, config, model, facts, augment=None):
     super().__init__(config, model, facts, augment)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.data.augment import num_global_views
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.momentum_target import MomentumTarget
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
@@ -131,7 +131,7 @@ class DINO(Method):
   (entropy of the batch mean of P_t: near 0 when one dimension dominates), the two
   collapses that centring and sharpening balance.
   """
-  ranges = {'center_momentum': checks.UNIT, 'momentum': checks.UNIT,
+  ranges = {'center_momentum': checks.BELOW_ONE, 'momentum': checks.UNIT,
             'num_prototypes': checks.POSITIVE_INT, 'projector': checks.WIDTHS,
             'student_temperature': checks.POSITIVE, 'teacher_temperature': checks.POSITIVE}
   inputs = 'images'
@@ -141,19 +141,6 @@ class DINO(Method):
     return {'projector': (16, 8), 'batch_norm': True, 'num_prototypes': 32,
             'student_temperature': 0.1, 'teacher_temperature': 0.04, 'center_momentum': 0.9,
             'momentum': 0.99}
-
-  @classmethod
-  def check(cls, config):
-    check_widths(config, 'projector')
-    if not config.num_prototypes >= 1:
-      raise ValueError(f'method.num_prototypes={config.num_prototypes} must be >= 1')
-    for key in ('student_temperature', 'teacher_temperature'):
-      if not config[key] > 0:
-        raise ValueError(f'method.{key}={config[key]} must be > 0')
-    if not 0 <= config.center_momentum < 1:
-      raise ValueError(f'method.center_momentum={config.center_momentum} must be in [0, 1)')
-    if not 0 <= config.momentum <= 1:
-      raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
 
   @classmethod
   def heads(cls, config, num_classes):

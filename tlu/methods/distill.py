@@ -35,7 +35,7 @@ from tlu import checks
 from tlu.methods import METHODS
 from tlu.models import build_model, heads as heads_lib
 from tlu.semisup import consistency
-from tlu.semisup.method import DEFAULTS, SemiSupervised, is_int, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 from tlu.train.checkpoint import CheckpointError
 from tlu.transfer.pretrained import PretrainedError, load_pretrained, source_config
 
@@ -73,8 +73,8 @@ class Distill(SemiSupervised):
   """config: teacher (a run directory, '' : the student's starting model), teacher_step
   (None: the latest), temperature tau > 0 (1.0, the paper's best), label_weight >= 0 (0),
   mu, unsup_weight, weak (the view both models see), strong (unread)."""
-  ranges = {'label_weight': checks.NON_NEGATIVE, 'temperature': checks.POSITIVE,
-            'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'label_weight': checks.NON_NEGATIVE,
+            'temperature': checks.POSITIVE, 'teacher_step': checks.NON_NEGATIVE_INT}
   defaults = {**DEFAULTS, 'teacher': '', 'teacher_step': None, 'temperature': 1.0,
               'label_weight': 0.0}
 
@@ -84,22 +84,13 @@ class Distill(SemiSupervised):
 
   @classmethod
   def check(cls, config):
-    super().check(config)
-    tau = setting(config, 'temperature', cls.defaults)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau > 0:
-      raise ValueError(f'method.temperature={tau!r} must be > 0')
-    weight = setting(config, 'label_weight', cls.defaults)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-      raise ValueError(f'method.label_weight={weight!r} must be >= 0')
-    step = setting(config, 'teacher_step', cls.defaults)
-    if step is not None and (not is_int(step) or step < 0):
-      raise ValueError(f'method.teacher_step={step!r} must be a checkpoint step >= 0')
+    super().check(config)   # the values' ranges: `ranges`
     teacher = setting(config, 'teacher', cls.defaults)
     if not isinstance(teacher, str):
       raise ValueError(f'method.teacher={teacher!r} must be a run directory')
     if teacher:
       try:
-        open_teacher(teacher, step)
+        open_teacher(teacher, setting(config, 'teacher_step', cls.defaults))
       except PretrainedError as e:
         raise ValueError(f'teacher run {teacher}: {e}') from None
 

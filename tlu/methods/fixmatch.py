@@ -15,23 +15,19 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit
+from tlu.semisup.method import DEFAULTS, SemiSupervised
 
 
 @METHODS.register('fixmatch')
 class FixMatch(SemiSupervised):
   """config: threshold tau in [0, 1] (0.95), mu, unsup_weight (lambda_u), weak, strong."""
-  ranges = {'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'threshold': checks.UNIT}
   defaults = {**DEFAULTS, 'threshold': 0.95}
 
   @classmethod
   def example_config(cls):
     return {**super().example_config(), 'threshold': 0.6}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    check_unit(config, 'threshold', cls.defaults)
 
   def loss_fn(self, params, model_state, batch, rng):
     logits_lb, logits_w, logits_s, features, stats = self.logits_lb_w_s(

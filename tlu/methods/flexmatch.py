@@ -21,14 +21,9 @@ from tlu.semisup import consistency, thresholds
 @METHODS.register('flexmatch')
 class FlexMatch(FixMatch):
   """config: FixMatch's, and thresh_warmup (bool, True: eq. 11's warm-up)."""
-  ranges = {'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**FixMatch.ranges, 'thresh_warmup': checks.FLAG}
   defaults = {**FixMatch.defaults, 'thresh_warmup': True}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    if not isinstance(config.get('thresh_warmup', True), bool):
-      raise ValueError(f'method.thresh_warmup={config.thresh_warmup!r} must be True or False')
 
   def init_extra(self, variables, rng):
     del rng

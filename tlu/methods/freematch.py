@@ -15,15 +15,16 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised
 
 
 @METHODS.register('freematch')
 class FreeMatch(SemiSupervised):
   """config: ema_momentum in [0, 1] (0.999), fairness_weight >= 0 (w_f, 0.01),
   use_quantile / clip_thresh (bool, False: USB's options), mu, unsup_weight, weak, strong."""
-  ranges = {'ema_momentum': checks.UNIT, 'fairness_weight': checks.NON_NEGATIVE,
-            'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'clip_thresh': checks.FLAG,
+            'ema_momentum': checks.UNIT, 'fairness_weight': checks.NON_NEGATIVE,
+            'use_quantile': checks.FLAG}
   defaults = {**DEFAULTS, 'ema_momentum': 0.999, 'fairness_weight': 0.01,
               'use_quantile': False, 'clip_thresh': False}
 
@@ -31,18 +32,6 @@ class FreeMatch(SemiSupervised):
   def example_config(cls):
     return {**super().example_config(), 'ema_momentum': 0.9, 'fairness_weight': 0.01}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    m, w = setting(config, 'ema_momentum', cls.defaults), setting(config, 'fairness_weight',
-                                                                 cls.defaults)
-    if not 0 <= m <= 1:
-      raise ValueError(f'method.ema_momentum={m!r} must be in [0, 1]')
-    if not w >= 0:
-      raise ValueError(f'method.fairness_weight={w!r} must be >= 0')
-    for key in ('use_quantile', 'clip_thresh'):
-      if not isinstance(setting(config, key, cls.defaults), bool):
-        raise ValueError(f'method.{key}={config[key]!r} must be True or False')
 
   def init_extra(self, variables, rng):
     del rng

@@ -24,7 +24,6 @@ from tlu import checks
 from tlu.adapt import mmd
 from tlu.methods import METHODS, paired
 from tlu.methods.base import Method
-from tlu.methods.dan import check_alphas
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 
@@ -38,7 +37,8 @@ class JAN(Method):
   quadratic estimate), batch_norm 'joint' | 'per_domain' (TLlib: one joint pass).
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
-  ranges = {'domain_weight': checks.NON_NEGATIVE}
+  ranges = {'domain_weight': checks.NON_NEGATIVE, 'kernel_alphas': checks.BANDWIDTHS,
+            'linear': checks.FLAG, 'softmax_sigma': checks.POSITIVE}
   inputs = 'paired'
 
   @classmethod
@@ -48,12 +48,7 @@ class JAN(Method):
 
   @classmethod
   def check(cls, config):
-    paired.check_batch_norm(config)
-    paired.check_non_negative(config, 'domain_weight', 'softmax_sigma')
-    if not config.softmax_sigma > 0:
-      raise ValueError(f'method.softmax_sigma={config.softmax_sigma} must be > 0')
-    paired.check_bool(config, 'linear')
-    check_alphas(config)
+    paired.check_batch_norm(config)   # the values' ranges: `ranges`
 
   @classmethod
   def heads(cls, config, num_classes):

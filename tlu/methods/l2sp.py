@@ -56,12 +56,7 @@ class L2SP(Supervised):
 
   @classmethod
   def check(cls, config):
-    super().check(config)
-    for key in ('alpha', 'beta'):
-      v = config.get(key)
-      if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-        raise ValueError(f'method.{key}={v!r} must be a number >= 0')
-    shared = config.get('shared')
+    shared = config.get('shared')   # the values' ranges: `ranges`
     if isinstance(shared, str) or not shared:
       raise ValueError(f'method.shared={shared!r} must be a tuple of path regexes, e.g. '
                        "('backbone/.*',)")

@@ -53,10 +53,7 @@ class MCC(Method):
 
   @classmethod
   def check(cls, config):
-    paired.check_batch_norm(config)
-    paired.check_non_negative(config, 'domain_weight')
-    if not config.temperature > 0:
-      raise ValueError(f'method.temperature={config.temperature} must be > 0')
+    paired.check_batch_norm(config)   # the values' ranges: `ranges`
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -67,7 +67,7 @@ class MCD(Method):
   batch: {'image': (B, H, W, C) uint8 source, 'label': (B,), 'target_image': (B, H, W, C)}.
   """
   ranges = {'domain_weight': checks.NON_NEGATIVE, 'entropy_weight': checks.NON_NEGATIVE,
-            'width': checks.POSITIVE_INT}
+            'num_k': checks.POSITIVE_INT, 'width': checks.POSITIVE_INT}
   inputs = 'paired'
 
   @classmethod
@@ -77,12 +77,7 @@ class MCD(Method):
 
   @classmethod
   def check(cls, config):
-    paired.check_batch_norm(config)
-    paired.check_non_negative(config, 'domain_weight', 'entropy_weight')
-    for key in ('width', 'num_k'):
-      value = config[key]
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'method.{key}={value!r} must be an integer >= 1')
+    paired.check_batch_norm(config)   # the values' ranges: `ranges`
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -62,7 +62,8 @@ class MDD(Method):
   batch: {'image', 'label', 'target_image'} as DANN's.
   """
   ranges = {'domain_weight': checks.NON_NEGATIVE, 'gamma': checks.NON_NEGATIVE,
-            'margin': checks.NON_NEGATIVE, 'width': checks.POSITIVE_INT}
+            'grl_max': checks.NON_NEGATIVE, 'margin': checks.POSITIVE,
+            'width': checks.POSITIVE_INT}
   inputs = 'paired'
 
   @classmethod
@@ -72,12 +73,7 @@ class MDD(Method):
 
   @classmethod
   def check(cls, config):
-    paired.check_batch_norm(config)
-    paired.check_non_negative(config, 'domain_weight', 'grl_max', 'gamma', 'margin')
-    if not config.margin > 0:
-      raise ValueError(f'method.margin={config.margin} must be > 0')
-    if isinstance(config.width, bool) or not isinstance(config.width, int) or config.width < 1:
-      raise ValueError(f'method.width={config.width!r} must be an integer >= 1')
+    paired.check_batch_norm(config)   # the values' ranges: `ranges`
 
   @classmethod
   def heads(cls, config, num_classes):

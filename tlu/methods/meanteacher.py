@@ -18,7 +18,6 @@ import jax
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.pseudolabel import check_ramp
 from tlu.semisup import consistency
 from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 from tlu.unsupervised.momentum import ema_update
@@ -28,7 +27,8 @@ from tlu.unsupervised.momentum import ema_update
 class MeanTeacher(SemiSupervised):
   """config: teacher_momentum alpha in [0, 1] (0.999), ramp in ('linear', 'sigmoid')
   ('linear'), ramp_fraction in [0, 1] (0.4), mu, unsup_weight, weak, strong."""
-  ranges = {'teacher_momentum': checks.UNIT, 'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'ramp_fraction': checks.UNIT,
+            'teacher_momentum': checks.UNIT}
   defaults = {**DEFAULTS, 'teacher_momentum': 0.999, 'ramp': 'linear', 'ramp_fraction': 0.4}
 
   @classmethod
@@ -37,13 +37,9 @@ class MeanTeacher(SemiSupervised):
 
   @classmethod
   def check(cls, config):
-    super().check(config)
-    alpha = setting(config, 'teacher_momentum', cls.defaults)
-    if not 0 <= alpha <= 1:
-      raise ValueError(f'method.teacher_momentum={alpha!r} must be in [0, 1]')
+    super().check(config)   # the values' ranges: `ranges`
     if setting(config, 'ramp', cls.defaults) not in consistency.RAMPS:
       raise ValueError(f'method.ramp={config.ramp!r} must be one of {tuple(consistency.RAMPS)}')
-    check_ramp(config, cls.defaults)
 
   def init_extra(self, variables, rng):
     del rng   # the teacher starts as a copy of the student

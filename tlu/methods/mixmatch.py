@@ -18,16 +18,17 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.pseudolabel import check_ramp
 from tlu.semisup import consistency
-from tlu.semisup.method import DEFAULTS, SemiSupervised, is_int, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised
 
 
 @METHODS.register('mixmatch')
 class MixMatch(SemiSupervised):
   """config: views K >= 1 (2), temperature T > 0 (0.5), mixup_alpha >= 0 (0.5),
   ramp_fraction in [0, 1] (1/64), unsup_weight (lambda_u: 100 in USB), mu, weak."""
-  ranges = {'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'mixup_alpha': checks.NON_NEGATIVE,
+            'ramp_fraction': checks.UNIT, 'temperature': checks.POSITIVE,
+            'views': checks.POSITIVE_INT}
   defaults = {**DEFAULTS, 'views': 2, 'temperature': 0.5, 'mixup_alpha': 0.5,
               'ramp_fraction': 1 / 64, 'unsup_weight': 100.0}
 
@@ -35,17 +36,6 @@ class MixMatch(SemiSupervised):
   def example_config(cls):
     return {**super().example_config(), 'unsup_weight': 100.0, 'ramp_fraction': 0.5}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    get = lambda key: setting(config, key, cls.defaults)
-    if not is_int(get('views')) or get('views') < 1:
-      raise ValueError(f'method.views={get("views")!r} must be an integer >= 1')
-    if not get('temperature') > 0:
-      raise ValueError(f'method.temperature={get("temperature")!r} must be > 0')
-    if not get('mixup_alpha') >= 0:
-      raise ValueError(f'method.mixup_alpha={get("mixup_alpha")!r} must be >= 0')
-    check_ramp(config, cls.defaults)
 
   def mix_inputs(self, params, model_state, batch, rng):
     """(mixed images (B + K mu B, ...), mixed targets (.., K classes), lambda', B)."""

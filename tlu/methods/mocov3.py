@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.momentum_target import MomentumTarget
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
@@ -37,10 +37,10 @@ class MoCoV3(Method):
     return {'temperature': 0.2, 'momentum': 0.99, 'projector': (16, 8), 'predictor': (16, 8)}
 
   @classmethod
-  def check(cls, config):   # the ranges of the values are `ranges`, checked by the house
-    check_widths(config, 'projector', 'predictor')
-    if config.projector[-1] != config.predictor[-1]:
-      raise ValueError('method.predictor must end in the projector\'s output width')
+  def check(cls, config):
+    if config.projector[-1] != config.predictor[-1]:   # the values' ranges: `ranges`
+      raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
+                       f'projector\'s output width {config.projector[-1]}')
 
   @classmethod
   def heads(cls, config, num_classes):

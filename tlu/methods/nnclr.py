@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
@@ -41,7 +41,8 @@ class NNCLR(Method):
   mean), neighbour_similarity (mean cosine of z and its neighbour: 1 when the queue holds
   the batch itself).
   """
-  ranges = {'predictor': checks.WIDTHS, 'projector': checks.WIDTHS, 'temperature': checks.POSITIVE}
+  ranges = {'predictor': checks.WIDTHS, 'projector': checks.WIDTHS,
+            'queue_size': checks.POSITIVE_INT, 'temperature': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod
@@ -50,12 +51,7 @@ class NNCLR(Method):
 
   @classmethod
   def check(cls, config):
-    if not config.temperature > 0:
-      raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    if not config.queue_size >= 1:
-      raise ValueError(f'method.queue_size={config.queue_size} must be >= 1')
-    check_widths(config, 'projector', 'predictor')
-    if config.projector[-1] != config.predictor[-1]:
+    if config.projector[-1] != config.predictor[-1]:   # the values' ranges: `ranges`
       raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
                        f'projector\'s output width {config.projector[-1]}')
 

@@ -55,17 +55,3 @@ def outputs(out_s, out_t):
   as DANN's) and the source logits; regularisers (BSP) read the features from here."""
   return {'features': jnp.concatenate([out_s['features'], out_t['features']]),
           'head': out_s['head']}
-
-
-def check_non_negative(config, *keys):
-  """ValueError naming the first of `keys` whose value is not a number >= 0."""
-  for key in keys:
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-      raise ValueError(f'method.{key}={value!r} must be a number >= 0')
-
-
-def check_bool(config, *keys):
-  for key in keys:
-    if not isinstance(config[key], bool):
-      raise ValueError(f'method.{key}={config[key]!r} must be true or false')

@@ -16,31 +16,21 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
-
-
-def check_ramp(config, defaults):
-  fraction = setting(config, 'ramp_fraction', defaults)
-  if not 0 <= fraction <= 1:
-    raise ValueError(f'method.ramp_fraction={fraction!r} must be in [0, 1] (of the steps)')
+from tlu.semisup.method import DEFAULTS, SemiSupervised
 
 
 @METHODS.register('pseudolabel')
 class PseudoLabel(SemiSupervised):
   """config: threshold tau in [0, 1] (0.95), ramp_fraction in [0, 1] (0.4: USB's
   unsup_warm_up), mu, unsup_weight, weak. `strong` is not used."""
-  ranges = {'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'ramp_fraction': checks.UNIT,
+            'threshold': checks.UNIT}
   defaults = {**DEFAULTS, 'threshold': 0.95, 'ramp_fraction': 0.4}
 
   @classmethod
   def example_config(cls):
     return {**super().example_config(), 'threshold': 0.5}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    check_unit(config, 'threshold', cls.defaults)
-    check_ramp(config, cls.defaults)
 
   def loss_fn(self, params, model_state, batch, rng):
     x, u_w, _ = self.weak_strong(batch, rng)

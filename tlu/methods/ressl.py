@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.momentum_target import MomentumTarget
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
@@ -41,24 +41,15 @@ class ReSSL(Method):
   batch: {'image': (N, H, W, C) uint8}. Metrics: teacher_entropy (mean entropy of the
   teacher's relation: log Q when uniform, low when sharp).
   """
-  ranges = {'momentum': checks.UNIT, 'projector': checks.WIDTHS}
+  ranges = {'momentum': checks.UNIT, 'projector': checks.WIDTHS,
+            'queue_size': checks.POSITIVE_INT, 'temperature_k': checks.POSITIVE,
+            'temperature_q': checks.POSITIVE}
   inputs = 'images'
 
   @classmethod
   def example_config(cls):
     return {'temperature_q': 0.1, 'temperature_k': 0.04, 'momentum': 0.99, 'queue_size': 24,
             'projector': (16, 8)}
-
-  @classmethod
-  def check(cls, config):
-    for key in ('temperature_q', 'temperature_k'):
-      if not config[key] > 0:
-        raise ValueError(f'method.{key}={config[key]} must be > 0')
-    if not 0 <= config.momentum <= 1:
-      raise ValueError(f'method.momentum={config.momentum} must be in [0, 1]')
-    if not config.queue_size >= 1:
-      raise ValueError(f'method.queue_size={config.queue_size} must be >= 1')
-    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

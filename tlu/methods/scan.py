@@ -33,7 +33,7 @@ from tlu.unsupervised.scan import scan_loss
 class SCAN(Method):
   """config: num_neighbors K >= 1 (20 in SCAN), entropy_weight >= 0 (5.0 in SCAN's configs).
   batch: {'image', 'index', 'neighbour_image', 'neighbour_index'} of the train split."""
-  ranges = {'entropy_weight': checks.NON_NEGATIVE}
+  ranges = {'entropy_weight': checks.NON_NEGATIVE, 'num_neighbors': checks.POSITIVE_INT}
   inputs = 'indexed'
 
   def __init__(self, *args, **kwargs):
@@ -43,14 +43,6 @@ class SCAN(Method):
   @classmethod
   def example_config(cls):
     return {'num_neighbors': 3, 'entropy_weight': 5.0}
-
-  @classmethod
-  def check(cls, config):
-    k = config['num_neighbors']
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-      raise ValueError(f'method.num_neighbors={k!r} must be an integer >= 1')
-    if not config['entropy_weight'] >= 0:
-      raise ValueError(f'method.entropy_weight={config["entropy_weight"]} must be >= 0')
 
   @classmethod
   def heads(cls, config, num_classes):

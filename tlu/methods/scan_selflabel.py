@@ -12,6 +12,7 @@ with the class-balanced cross-entropy of `tlu.unsupervised.scan.confidence_ce`:
 
 import jax
 
+from tlu import checks
 from tlu.methods import METHODS
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
@@ -29,13 +30,7 @@ class SCANSelfLabel(Method):
   def example_config(cls):
     return {'threshold': 0.4, 'class_balancing': True}
 
-  @classmethod
-  def check(cls, config):
-    if not 0 <= config['threshold'] < 1:
-      raise ValueError(f'method.threshold={config["threshold"]} must be in [0, 1)')
-    if not isinstance(config['class_balancing'], bool):
-      raise ValueError(f'method.class_balancing={config["class_balancing"]!r} must be '
-                       'True or False')
+  ranges = {'class_balancing': checks.FLAG, 'threshold': checks.BELOW_ONE}
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -98,12 +98,6 @@ class SHOT(Method):
     return {'beta': 0.3, 'im_weight': 1.0, 'cluster_rounds': 1}
 
   @classmethod
-  def check(cls, config):
-    for key in ('beta', 'im_weight', 'cluster_rounds'):
-      if not config[key] >= 0:
-        raise ValueError(f'method.{key}={config[key]} must be >= 0')
-
-  @classmethod
   def heads(cls, config, num_classes):
     return {'head': heads_lib.classifier(num_classes)}
 

@@ -12,7 +12,7 @@ from jax import numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.contrastive import nt_xent
@@ -31,12 +31,6 @@ class SimCLR(Method):
   @classmethod
   def example_config(cls):
     return {'temperature': 0.5, 'projector': (16, 8)}
-
-  @classmethod
-  def check(cls, config):
-    if not config.temperature > 0:
-      raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.models.norm import BatchNorm
@@ -63,8 +63,7 @@ class SimSiam(Method):
 
   @classmethod
   def check(cls, config):
-    check_widths(config, 'projector', 'predictor')
-    if config.projector[-1] != config.predictor[-1]:
+    if config.projector[-1] != config.predictor[-1]:   # the values' ranges: `ranges`
       raise ValueError(f'method.predictor={tuple(config.predictor)} must end in the '
                        f'projector\'s output width {config.projector[-1]}')
 

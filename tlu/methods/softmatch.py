@@ -15,31 +15,21 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised
 
 
 @METHODS.register('softmatch')
 class SoftMatch(SemiSupervised):
   """config: ema_momentum in [0, 1] (0.999), n_sigma > 0 (2), dist_align (bool, True),
   mu, unsup_weight, weak, strong."""
-  ranges = {'ema_momentum': checks.UNIT, 'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'dist_align': checks.FLAG,
+            'ema_momentum': checks.UNIT, 'n_sigma': checks.POSITIVE}
   defaults = {**DEFAULTS, 'ema_momentum': 0.999, 'n_sigma': 2.0, 'dist_align': True}
 
   @classmethod
   def example_config(cls):
     return {**super().example_config(), 'ema_momentum': 0.9}
 
-  @classmethod
-  def check(cls, config):
-    super().check(config)
-    m, n = setting(config, 'ema_momentum', cls.defaults), setting(config, 'n_sigma',
-                                                                 cls.defaults)
-    if not 0 <= m <= 1:
-      raise ValueError(f'method.ema_momentum={m!r} must be in [0, 1]')
-    if not n > 0:
-      raise ValueError(f'method.n_sigma={n!r} must be > 0')
-    if not isinstance(setting(config, 'dist_align', cls.defaults), bool):
-      raise ValueError(f'method.dist_align={config.dist_align!r} must be True or False')
 
   def init_extra(self, variables, rng):
     del rng

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
@@ -56,12 +56,6 @@ class SupCon(Method):
   @classmethod
   def example_config(cls):
     return {'temperature': 0.1, 'projector': (16, 8)}
-
-  @classmethod
-  def check(cls, config):
-    if not config.temperature > 0:
-      raise ValueError(f'method.temperature={config.temperature} must be > 0')
-    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -30,13 +30,6 @@ class Supervised(Method):
     return {'label_smoothing': 0.1, 'head_l2_scale': 0.0}
 
   @classmethod
-  def check(cls, config):
-    if not 0 <= config.get('label_smoothing', 0.0) < 1:
-      raise ValueError(f"method.label_smoothing={config.label_smoothing} must be in [0, 1)")
-    if config.get('head_l2_scale', 0.0) < 0:
-      raise ValueError(f"method.head_l2_scale={config.head_l2_scale} must be >= 0 (0: plain head)")
-
-  @classmethod
   def heads(cls, config, num_classes):
     return {'head': heads_lib.classifier(num_classes, config.get('head_l2_scale', 0.0))}
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.data.augment import num_global_views
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.ops import l2_normalize
@@ -106,20 +106,6 @@ class SwAV(Method):
   def example_config(cls):
     return {'projector': (16, 8), 'num_prototypes': 12, 'temperature': 0.1, 'epsilon': 0.05,
             'sinkhorn_iterations': 3, 'freeze_prototypes_steps': 1}
-
-  @classmethod
-  def check(cls, config):
-    check_widths(config, 'projector')
-    if not config.num_prototypes >= 1:
-      raise ValueError(f'method.num_prototypes={config.num_prototypes} must be >= 1')
-    for key in ('temperature', 'epsilon'):
-      if not config[key] > 0:
-        raise ValueError(f'method.{key}={config[key]} must be > 0')
-    if not config.sinkhorn_iterations >= 1:
-      raise ValueError(f'method.sinkhorn_iterations={config.sinkhorn_iterations} must be >= 1')
-    if not config.get('freeze_prototypes_steps', 0) >= 0:
-      raise ValueError('method.freeze_prototypes_steps='
-                       f'{config.freeze_prototypes_steps} must be >= 0')
 
   @classmethod
   def heads(cls, config, num_classes):

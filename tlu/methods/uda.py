@@ -16,14 +16,15 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.methods import METHODS
 from tlu.semisup import consistency, thresholds
-from tlu.semisup.method import DEFAULTS, SemiSupervised, check_unit, setting
+from tlu.semisup.method import DEFAULTS, SemiSupervised, setting
 
 
 @METHODS.register('uda')
 class UDA(SemiSupervised):
   """config: threshold beta in [0, 1] (0.8), temperature T > 0 (0.4), tsa in
   ('none', 'linear', 'exp', 'log') ('none'), mu, unsup_weight, weak, strong."""
-  ranges = {'unsup_weight': checks.NON_NEGATIVE}
+  ranges = {**SemiSupervised.ranges, 'temperature': checks.POSITIVE,
+            'threshold': checks.UNIT}
   defaults = {**DEFAULTS, 'threshold': 0.8, 'temperature': 0.4, 'tsa': 'none'}
 
   @classmethod
@@ -32,13 +33,10 @@ class UDA(SemiSupervised):
 
   @classmethod
   def check(cls, config):
-    super().check(config)
-    get = lambda key: setting(config, key, cls.defaults)
-    check_unit(config, 'threshold', cls.defaults)
-    if not get('temperature') > 0:
-      raise ValueError(f'method.temperature={get("temperature")!r} must be > 0')
-    if get('tsa') not in consistency.TSA_SCHEDULES:
-      raise ValueError(f'method.tsa={get("tsa")!r} must be one of {consistency.TSA_SCHEDULES}')
+    super().check(config)   # the values' ranges: `ranges`
+    tsa = setting(config, 'tsa', cls.defaults)
+    if tsa not in consistency.TSA_SCHEDULES:
+      raise ValueError(f'method.tsa={tsa!r} must be one of {consistency.TSA_SCHEDULES}')
 
   def loss_fn(self, params, model_state, batch, rng):
     logits_lb, logits_w, logits_s, features, stats = self.logits_lb_w_s(

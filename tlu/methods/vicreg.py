@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from tlu import checks
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.ssl_losses import vicreg
@@ -31,7 +31,7 @@ class VICReg(Method):
   the three unweighted terms `invariance`, `variance`, `covariance`.
   """
   ranges = {'covariance_weight': checks.NON_NEGATIVE, 'eps': checks.POSITIVE,
-            'gamma': checks.NON_NEGATIVE, 'invariance_weight': checks.NON_NEGATIVE,
+            'gamma': checks.POSITIVE, 'invariance_weight': checks.NON_NEGATIVE,
             'projector': checks.WIDTHS, 'variance_weight': checks.NON_NEGATIVE}
   inputs = 'images'
 
@@ -41,16 +41,6 @@ class VICReg(Method):
     # house's tests takes small steps (with 25 the state moves ~100x per step).
     return {'invariance_weight': 1.0, 'variance_weight': 1.0, 'covariance_weight': 0.04,
             'gamma': 1.0, 'eps': 1e-4, 'projector': (16, 8)}
-
-  @classmethod
-  def check(cls, config):
-    for key in ('invariance_weight', 'variance_weight', 'covariance_weight'):
-      if not config[key] >= 0:
-        raise ValueError(f'method.{key}={config[key]} must be >= 0')
-    for key in ('gamma', 'eps'):
-      if not config[key] > 0:
-        raise ValueError(f'method.{key}={config[key]} must be > 0')
-    check_widths(config, 'projector')
 
   @classmethod
   def heads(cls, config, num_classes):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from tlu import checks
 from tlu.data.augment import num_global_views
 from tlu.methods import METHODS
-from tlu.methods.base import Method, check_widths
+from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
 from tlu.unsupervised.whitening import wmse_objective
@@ -34,7 +34,9 @@ class WMSE(Method):
   batch: {'image': (N, H, W, C) uint8}. Metrics: view_cosine (the mean cosine of the
   whitened view pairs, 1 - loss / 2).
   """
-  ranges = {'projector': checks.WIDTHS}
+  ranges = {'projector': checks.WIDTHS, 'w_eps': checks.BELOW_ONE,
+            'w_iter': checks.POSITIVE_INT,
+            'w_size': checks.Range(lambda v: v >= 2, 'an integer >= 2', 'integer')}
   inputs = 'images'
 
   @classmethod
@@ -43,14 +45,7 @@ class WMSE(Method):
 
   @classmethod
   def check(cls, config):
-    check_widths(config, 'projector')
-    if not config.w_iter >= 1:
-      raise ValueError(f'method.w_iter={config.w_iter} must be >= 1')
-    if not 0 <= config.w_eps < 1:
-      raise ValueError(f'method.w_eps={config.w_eps} must be in [0, 1)')
-    if not config.w_size >= 2:
-      raise ValueError(f'method.w_size={config.w_size} must be >= 2')
-    if config.w_eps == 0 and not config.w_size > config.projector[-1]:
+    if config.w_eps == 0 and not config.w_size > config.projector[-1]:   # ranges: `ranges`
       raise ValueError(f'method.w_size={config.w_size} must exceed the projection width '
                        f'{config.projector[-1]} with w_eps=0 (a singular covariance)')
 

@@ -10,7 +10,7 @@ from tlu.models.norm import BatchNorm
 
 @MODELS.register('cnn', ranges={
     'widths': checks.WIDTHS, 'hidden': checks.WIDTHS, 'kernel_size': checks.POSITIVE_INT,
-    'features': checks.Range(lambda v: v >= 0, 'an integer >= 0 (0: no fc layer, cnn only)')})
+    'features': checks.Range(lambda v: v >= 0, 'an integer >= 0 (0: no fc layer, cnn only)', 'integer')})
 def build(c):
   """SmallCNN from a model config (widths, features, use_bn, dtype, pool, kernel_size,
   padding, hidden, conv)."""

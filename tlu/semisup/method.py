@@ -22,6 +22,7 @@ y_lb, x_ulb_w, x_ulb_s)`. Here the house owns the loop; this base gives a method
 import jax
 import jax.numpy as jnp
 
+from tlu import checks
 from tlu.methods.base import Method
 from tlu.methods.output import LossOutput
 from tlu.models import heads as heads_lib
@@ -32,20 +33,9 @@ DEFAULTS = {'mu': 7, 'unsup_weight': 1.0, 'weak': 'flip_translate',
             'strong': 'flip_translate_strong'}
 
 
-def is_int(value):
-  return isinstance(value, int) and not isinstance(value, bool)
-
-
 def setting(config, key, defaults=DEFAULTS):
   """config[key], or its default."""
   return config.get(key, defaults[key])
-
-
-def check_unit(config, key, defaults):
-  """ValueError unless config[key] (or its default) is in [0, 1]."""
-  value = setting(config, key, defaults)
-  if not 0 <= value <= 1:
-    raise ValueError(f'method.{key}={value!r} must be in [0, 1]')
 
 
 class SemiSupervised(Method):
@@ -55,6 +45,7 @@ class SemiSupervised(Method):
   (mu B, H, W, C) uint8, 'unlabelled_index': (mu B,) int32}.
   """
   inputs = 'labelled_unlabelled'
+  ranges = {'mu': checks.POSITIVE_INT, 'unsup_weight': checks.NON_NEGATIVE}
   defaults = DEFAULTS   # a subclass adds its own keys' defaults
 
   @classmethod
@@ -63,12 +54,6 @@ class SemiSupervised(Method):
 
   @classmethod
   def check(cls, config):
-    mu = setting(config, 'mu', cls.defaults)
-    if not is_int(mu) or mu < 1:
-      raise ValueError(f'method.mu={mu!r} must be an integer >= 1')
-    weight = setting(config, 'unsup_weight', cls.defaults)
-    if not weight >= 0:
-      raise ValueError(f'method.unsup_weight={weight!r} must be >= 0')
     for key in ('weak', 'strong'):
       try:
         make_view(setting(config, key, cls.defaults))
