@@ -44,28 +44,30 @@ def test_losses_and_reversal_schedule_match_tllib():
 
 
 def _setup(objective):
-  """(method, variables of the source model, params of a target encoder moved away from
-  it, the frozen copy in the method state, a paired batch)."""
+  """(method, variables of the source model, the current variables: a target encoder whose
+  parameters and BatchNorm statistics moved away from it, the frozen copy in the method
+  state, a paired batch)."""
   method, variables = ref.make_method(ADDA, objective=objective)
   variables = jax.tree.map(np.array, variables)
   extra = jax.tree.map(np.array, method.init_extra(variables, None))
   noise = np.random.default_rng(1)
-  params = dict(variables['params'])
-  params['backbone'] = jax.tree.map(
-      lambda x: x + 0.3 * noise.normal(size=x.shape).astype(x.dtype), params['backbone'])
-  return method, variables, params, extra, ref.paired_batch(4)
+  move = lambda tree, scale: jax.tree.map(
+      lambda x: x + scale * np.abs(noise.normal(size=x.shape)).astype(x.dtype), tree)
+  params = {**variables['params'], 'backbone': move(variables['params']['backbone'], 0.3)}
+  stats = {**variables['batch_stats'], 'backbone': move(variables['batch_stats']['backbone'],
+                                                        0.5)}
+  current = {'params': params, 'batch_stats': stats}
+  return method, variables, current, extra, ref.paired_batch(4)
 
 
-def _reference_loss(method, variables, params, batch, objective):
+def _reference_loss(method, variables, current, batch, objective):
   """TLlib's losses from model.apply directly: the source features of the source model in
-  eval mode, the target features of `params` in training mode, D transcribed in numpy."""
-  stats = variables['batch_stats']
+  eval mode, the target features of the current model in training mode, D in numpy."""
   x = lambda key: jnp.asarray(batch[key], jnp.float32) / 255
-  f_s = method.model.apply({'params': variables['params'], 'batch_stats': stats}, x('image'),
-                           train=False)['features']
-  out_t, new = method.model.apply({'params': params, 'batch_stats': stats}, x('target_image'),
-                                  train=True, mutable=['batch_stats'])
-  d = params['domain_head']
+  f_s = method.model.apply(variables, x('image'), train=False)['features']
+  out_t, new = method.model.apply(current, x('target_image'), train=True,
+                                  mutable=['batch_stats'])
+  d = current['params']['domain_head']
   hidden = [(d[f'dense{i}']['kernel'], d[f'dense{i}']['bias'], d[f'bn{i}']['scale'],
              d[f'bn{i}']['bias']) for i in range(2)]
   last = (d['dense2']['kernel'], d['dense2']['bias'])
@@ -79,16 +81,16 @@ def _reference_loss(method, variables, params, batch, objective):
 
 @pytest.mark.parametrize('loss_name', ['grl_loss', 'discriminator_loss', 'target_loss'])
 def test_method_losses_are_tllibs_on_the_model_outputs(loss_name):
-  method, variables, params, extra, batch = _setup('grl')
-  state = {'batch_stats': variables['batch_stats'], 'step': jnp.int32(STEP), 'extra': extra}
-  out = jax.jit(getattr(method, loss_name))(params, state, batch, None)
-  want, stats = _reference_loss(method, variables, params, batch, loss_name.split('_')[0])
+  method, variables, current, extra, batch = _setup('grl')
+  state = {'batch_stats': current['batch_stats'], 'step': jnp.int32(STEP), 'extra': extra}
+  out = jax.jit(getattr(method, loss_name))(current['params'], state, batch, None)
+  want, stats = _reference_loss(method, variables, current, batch, loss_name.split('_')[0])
   np.testing.assert_allclose(float(out.loss), want, rtol=1e-5)
   # M_t's statistics are the target pass's; D's moved (its BatchNorm ran in training mode)
   for path, value in ref.flat(stats['backbone']).items():
     np.testing.assert_allclose(ref.flat(out.batch_stats['backbone'])[path], value, rtol=1e-5,
                                atol=1e-7)
-  before, after = (ref.flat(s['domain_head']) for s in (variables['batch_stats'],
+  before, after = (ref.flat(s['domain_head']) for s in (current['batch_stats'],
                                                          out.batch_stats))
   assert all(not np.allclose(after[p], before[p]) for p in before)
   assert set(out.metrics) >= {'domain_loss', 'domain_accuracy'}
@@ -99,10 +101,11 @@ def test_one_step_is_its_phases_replayed_by_hand(objective):
   """SGD: 'grl' moves D by -LR grad and M_t by +LR lambda grad of L_advD / 2 (the reversal);
   'inverted' moves D by L_advD / 2, then M_t by L_advM at the new D. Neither moves the
   classifier or the frozen source encoder, bit for bit."""
-  method, variables, params, extra, batch = _setup(objective)
+  method, _, current, extra, batch = _setup(objective)
+  params = current['params']
   mesh = mesh_lib.make_mesh(jax.devices()[:1])
   tx = PhaseOptimizers(method.phases, lambda p: optax.sgd(LR), params)
-  state = TrainState.create({**variables, 'params': params}, tx, 0, extra)
+  state = TrainState.create(current, tx, 0, extra)
   state = state.replace(step=jnp.int32(STEP))
   new, metrics = make_train_step(method, tx, mesh)(jax.tree.map(jnp.array, state), batch)
   new = jax.device_get(new)
@@ -115,7 +118,7 @@ def test_one_step_is_its_phases_replayed_by_hand(objective):
     return g, out.batch_stats
 
   sgd = lambda p, g, scale: jax.tree.map(lambda x, y: x - scale * LR * np.asarray(y), p, g)
-  g, stats = grads('discriminator_loss', params, variables['batch_stats'])
+  g, stats = grads('discriminator_loss', params, current['batch_stats'])
   want = {**params, 'domain_head': sgd(params['domain_head'], g['domain_head'], 1.0)}
   if objective == 'grl':
     lam = float(adda_lib.grl_lambda(STEP, method.facts.num_steps, 2.0, 10.0))
