@@ -35,6 +35,8 @@ backbone at 0.1 x the learning rate, here the backbone alone at the run's rate; 
 logit (BCE on logits, not sigmoid then BCE clamped at log >= -100); an augmentation draws
 once per phase on the concatenated images. TLlib's example trains the source model itself
 when no checkpoint is given (3 epochs); here the sweep's source run is the source model.
+(The note atop TLlib's example says it neither keeps separate networks nor fixes the head;
+its code does both: a deep copy as the frozen source, `get_parameters(optimize_head=False)`.)
 """
 
 import jax
