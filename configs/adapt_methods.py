@@ -16,6 +16,8 @@ adds them with `c.update(adapt_methods.blocks(STEPS, BATCH_SIZE))` and runs one 
   aad       AaD (Yang et al. 2022): source-free, from the source run (like SHOT)
   mcd       MCD (Saito et al. 2018): two classifiers' target discrepancy, max then min
             (three update phases a step, num_k = 4 generator updates: 6 passes a step)
+  adda      ADDA (Tzeng et al. 2017): from the source run (like SHOT) on paired batches, a
+            discriminator against the frozen source encoder, the classifier kept
 
 Hyperparameters are the papers' / the Transfer-Learning-Library's (each method file
 says which); the optimiser is the TLlib digit runs' SGD (lr 0.01, momentum 0.9) with
@@ -26,7 +28,8 @@ been tuned on a target split.
 
 import ml_collections
 
-METHODS = ('cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad', 'mcd')
+METHODS = ('cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad', 'mcd',
+           'adda')
 
 
 def optimizer(name='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=0,
@@ -87,6 +90,10 @@ def blocks(steps, batch_size, lr=0.01):
       # TLlib's digit runs: trade-offs 0.3 / 0.03, num_k 4, heads 1024 wide, one joint pass.
       'mcd': _task(dict(name='mcd', width=1024, domain_weight=0.3, entropy_weight=0.03,
                         num_k=4, batch_norm='joint'), steps, batch_size, lr),
+      # TLlib's: discriminator 1024 wide with BatchNorm, reversal rising to 2, weight decay
+      # 1e-3; its schedule runs over 1000 iterations (gamma = steps / 1000), DANN's here.
+      'adda': _task(dict(name='adda', domain_head=(1024, 1024, 1), objective='grl',
+                         grl_max=2.0, gamma=10.0), steps, batch_size, lr, weight_decay=1e-3),
   }
   assert tuple(out) == METHODS
   return out

@@ -174,6 +174,55 @@ def mcd_losses(y1_s, y2_s, labels_s, y1_t, y2_t, trade_off, trade_off_entropy):
   return loss_a, loss_b, loss_c
 
 
+# ----------------------------------------------------------------------------- adda
+
+
+def sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def warm_start_coeff(iter_num, alpha=1.0, lo=0.0, hi=1.0, max_iters=1000):
+  """tllib/modules/grl.py WarmStartGradientReverseLayer.forward: the coefficient at iter_num."""
+  return float(2.0 * (hi - lo) / (1.0 + np.exp(-alpha * iter_num / max_iters))
+               - (hi - lo) + lo)
+
+
+def domain_discriminator(f, hidden, last, eps=1e-5):
+  """tllib/modules/domain_discriminator.py DomainDiscriminator(batch_norm=True, sigmoid=True)
+  in training mode: per hidden layer Linear -> BatchNorm1d (batch mean, biased variance)
+  -> ReLU, then Linear -> Sigmoid. hidden: [(W (in, out), b, gamma, beta)]; last: (W, b).
+  Returns the (N, 1) probabilities of "source"."""
+  x = f
+  for w, b, gamma, beta in hidden:
+    x = x @ w + b
+    x = (x - x.mean(0)) / np.sqrt(x.var(0) + eps) * gamma + beta
+    x = np.maximum(x, 0)
+  w, b = last
+  return sigmoid(x @ w + b)
+
+
+def binary_accuracy(output, target):
+  """tllib/utils/metric binary_accuracy (in percent): output >= 0.5 predicts 1."""
+  return 100.0 * np.mean((output >= 0.5).astype(float).reshape(-1) == target.reshape(-1))
+
+
+def dann_adversarial_loss(d_s, d_t):
+  """tllib/alignment/dann.py DomainAdversarialLoss.forward (sigmoid=True, no weights) after
+  D, on its (N, 1) probabilities: (loss, domain_discriminator_accuracy). ADDA's example uses
+  it, source label 1, target label 0."""
+  label_s, label_t = np.ones_like(d_s), np.zeros_like(d_t)
+  accuracy = 0.5 * (binary_accuracy(d_s, label_s) + binary_accuracy(d_t, label_t))
+  return 0.5 * (binary_cross_entropy(d_s, label_s) + binary_cross_entropy(d_t, label_t)), accuracy
+
+
+def adda_adversarial_loss(domain_pred, domain_label='source'):
+  """tllib/alignment/adda.py DomainAdversarialLoss.forward: BCE against all ones ('source')
+  or all zeros ('target'); the inverted-label loss of the target encoder is 'source'."""
+  assert domain_label in ['source', 'target']
+  target = np.ones_like if domain_label == 'source' else np.zeros_like
+  return binary_cross_entropy(domain_pred, target(domain_pred))
+
+
 # ----------------------------------------------------------------------------- others
 
 

@@ -17,7 +17,7 @@ def _config():
 
 
 def test_every_new_method_file_has_a_block():
-  new = {'cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad', 'mcd'}
+  new = {'cdan', 'cdan_bsp', 'dann_bsp', 'dan', 'jan', 'mcc', 'mdd', 'afn', 'aad', 'mcd', 'adda'}
   assert set(adapt_methods.METHODS) == new and new <= set(methods.names())
   for name, block in adapt_methods.blocks(100, 16).items():
     assert block.method.name == name
@@ -31,9 +31,10 @@ def test_each_block_passes_every_check_before_compute(name):
   cfg = cells.cell_task(config, name, seed=1)
   method_cls = methods.get(cfg.method.name)
   named = ('validation', 'target_train', 'source_train', 'source_validation')   # the sweep's
-  splits = task.Splits(train=range(64), target=None if method_cls.from_source else range(64),
+  free = cells.source_free(method_cls)
+  splits = task.Splits(train=range(64), target=None if free else range(64),
                        num_classes=10, image_shape=(32, 32, 3),
                        extra={s: range(64) for s in named})
   task.check_task(cfg, splits)   # method ranges, optimizer, and the model traced on the shapes
   assert cfg.seed == 1 and cfg.model == config.source_task.model
-  assert method_cls.from_source == (name == 'aad')
+  assert method_cls.from_source == (name in ('aad', 'adda')) and free == (name == 'aad')

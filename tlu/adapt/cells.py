@@ -5,9 +5,10 @@ labelled source), `target` (a dataset config), `methods`, `seeds`, one task bloc
 per trained method, `target_oracle` (a supervised task without its dataset).
 Every cell is a task config: `source_only` is the source task on the target, scored
 as loaded (no step trained); `target_oracle` trains on the labelled target; a
-source-free method (`Method.from_source`) gets only the target's unlabelled training
+source-free method (`source_free`) gets only the target's unlabelled training
 images and the source run's weights, a `paired` one the labelled source and the
-unlabelled target. Each cell's evaluations (`cell_evals`) score the target test split,
+unlabelled target (and, with `Method.from_source` as ADDA, the source run's weights).
+Each cell's evaluations (`cell_evals`) score the target test split,
 with `target_validation_split` the labelled target validation split (the `validation`
 instance), and every validator of `validators` (`tlu.adapt.validators`, no target labels:
 the target train split as 'target_train', the labelled source splits as 'source_train'
@@ -80,7 +81,7 @@ class AdaptData:
   def splits_for(self, method_cls):
     """Source-free: the unlabelled target only; otherwise labelled source + target images."""
     t = self.oracle_splits
-    if method_cls.from_source:
+    if source_free(method_cls):
       return task.Splits(train=t.train, test=t.test, num_classes=t.num_classes,
                          image_shape=t.image_shape, extra=t.extra)
     return task.Splits(train=self.source_splits.train, target=t.train, test=t.test,
@@ -174,6 +175,12 @@ def check_methods(config):
                        f'{", ".join(sorted(blocks))}; baselines: {", ".join(BASELINES)})')
     if m not in BASELINES:
       methods.get(config[m].method.name)
+
+
+def source_free(method_cls):
+  """Whether the method trains on the target alone: it starts from the source run and reads
+  no paired batches (SHOT, AaD; ADDA starts from the source run and reads paired ones)."""
+  return method_cls.from_source and method_cls.inputs != 'paired'
 
 
 def from_source(config, name):
