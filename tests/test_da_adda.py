@@ -147,11 +147,11 @@ def _config(**values):
 
 
 @pytest.mark.parametrize('key, bad, message', [
-    ('domain_head', (8, 0, 1), 'method.domain_head=(8, 0, 1): must be widths >= 1'),
+    ('domain_head', (8, 0, 1), 'method.domain_head=(8, 0, 1): must be a tuple of widths >= 1'),
     ('grl_max', -1.0, 'method.grl_max=-1.0: must be a finite number >= 0'),
     ('gamma', -0.5, 'method.gamma=-0.5: must be a finite number >= 0'),
     ('domain_head', (8, 2), 'method.domain_head=(8, 2): widths ending in 1'),
-    ('domain_head', (), 'method.domain_head=(): widths ending in 1'),
+    ('domain_head', (), 'method.domain_head=(): must be a tuple of widths >= 1'),
     ('objective', 'gan', "method.objective='gan'; use one of ('grl', 'inverted')"),
 ])
 def test_bad_values_are_refused_in_one_line(key, bad, message):

@@ -22,3 +22,11 @@ def test_every_config_file_the_readme_names_exists():
   readme = Path(ROOT, 'README.md').read_text()
   for path in set(re.findall(r'configs/\w+\.py', readme)):
     assert Path(ROOT, path).exists(), path
+
+
+def test_the_methods_table_names_every_registered_method():
+  from tlu import methods  # pylint: disable=import-outside-toplevel
+  readme = Path(ROOT, 'README.md').read_text()
+  table = readme.split('| self-supervised |')[1].split('\n## ')[0]
+  named = set(re.findall(r'`(\w+)`', table))
+  assert set(methods.names()) <= named, sorted(set(methods.names()) - named)

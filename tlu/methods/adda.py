@@ -99,8 +99,8 @@ class ADDA(Method):
   def check(cls, config):
     if config.objective not in OBJECTIVES:
       raise ValueError(f'method.objective={config.objective!r}; use one of {OBJECTIVES}')
-    head = tuple(config.domain_head)
-    if not head or head[-1] != 1:
+    head = tuple(config.domain_head)   # the values' ranges: `ranges`
+    if head[-1] != 1:
       raise ValueError(f'method.domain_head={head}: widths ending in 1 (one logit: source '
                        'vs target)')
 

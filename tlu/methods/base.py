@@ -71,7 +71,7 @@ class Method:
   """
   name = ''
   inputs = 'labelled'   # a name in tlu.methods.layouts.LAYOUTS (see `batches`)
-  from_source = False   # starts from a trained source model (source-free adaptation)
+  from_source = False   # starts from a trained source model (SHOT, AaD; ADDA with the source)
   host_every = 0
   unlabelled_ratio = 1   # 'labelled_unlabelled': unlabelled images per labelled one (mu)
   phases = ()   # () : one update of every parameter by `objective`; else `Phase`s in order

@@ -94,6 +94,7 @@ def adaptation_pictures(config, workdir, mesh):
   """t-SNE of source and target test features before (source model) and after (the first
   source-free method's cell) adaptation; the picture names."""
   from tlu import methods  # pylint: disable=import-outside-toplevel
+  from tlu.adapt.cells import source_free  # pylint: disable=import-outside-toplevel
   names = []
   for sub, stage, key, _ in config.stages:
     if stage != 'adapt':
@@ -102,7 +103,7 @@ def adaptation_pictures(config, workdir, mesh):
     seed = acfg.seeds[0]
     before = str(workdir_lib.path(workdir, sub, 'source', f'seed{seed}'))
     free = [m for m in acfg.methods if m not in ('source_only', 'target_oracle')
-            and methods.get(acfg[m].method.name).from_source]
+            and source_free(methods.get(acfg[m].method.name))]
     runs = [('before', before, 'source-only model')]
     runs += [('after', str(workdir_lib.path(workdir, sub, free[0], f'seed{seed}')), free[0])] \
         if free else []
