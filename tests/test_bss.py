@@ -86,3 +86,37 @@ def test_k_above_the_batch_size_is_refused():
   BSS.check_batch(config, 9)
   with pytest.raises(ValueError, match='bss_k=3 exceeds the 2 singular values'):
     batch_spectral_shrinkage(jnp.ones((4, 2)), 3)
+
+
+class Source:
+  def __init__(self, x, y):
+    self.x, self.y = x, y
+
+  def __len__(self):
+    return len(self.x)
+
+  def __getitem__(self, i):
+    return {'image': self.x[i], 'label': self.y[i]}
+
+
+def test_a_finetune_cell_trains_with_bss_from_the_source(tmp_path):
+  # The transfer stage's fine-tuning strategy with method 'bss' (strategies.fit).
+  from configs import digits_transfer  # pylint: disable=import-outside-toplevel
+  from tlu.train import mesh as mesh_lib, task  # pylint: disable=import-outside-toplevel
+  from tlu.transfer import strategies  # pylint: disable=import-outside-toplevel
+  config = digits_transfer.get_config('finetune')
+  config.method = ml_collections.ConfigDict({**BSS.example_config(), 'name': 'bss',
+                                             'bss_weight': 0.1, 'bss_k': 2})
+  config.update(steps=3, batch_size=4, eval_batch_size=4)
+  model_cfg = {'name': 'cnn', 'widths': (4,), 'features': 8}
+  source = build_model(model_cfg, BSS.heads(config.method, 5)).init(
+      jax.random.key(7), jnp.zeros((1, 8, 8, 1)))
+  rng, y = np.random.default_rng(3), np.array([0, 1, 2] * 4)
+  x = lambda: rng.integers(0, 256, (12, 8, 8, 1), dtype=np.uint8)
+  splits = task.Splits(train=Source(x(), y), test=Source(x(), y), num_classes=3,
+                       image_shape=(8, 8, 1))
+  trainer = task.Trainer(mesh_lib.make_mesh(jax.devices()[:1]))
+  summary, _ = strategies.fit(trainer, config, 'finetune', tmp_path / 'cell', splits,
+                              model=model_cfg, source=source, seed=0)
+  assert summary['steps'] == 3 and summary['train_bss_penalty'] > 0
+  assert np.isfinite(summary['train_loss'])

@@ -231,3 +231,32 @@ def test_layers_and_shared_that_do_not_fit_the_model_are_refused(overrides, mess
   variables = m.model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   with pytest.raises(ValueError, match=message):
     m.init_extra(variables, jax.random.key(1))
+
+
+def test_a_finetune_cell_trains_with_delta_from_the_source(tmp_path):
+  # The transfer stage's fine-tuning strategy with method 'delta' (strategies.fit): the
+  # attention is measured before step 1, the source is the transplanted backbone.
+  from configs import digits_transfer  # pylint: disable=import-outside-toplevel
+  from tlu.train import task  # pylint: disable=import-outside-toplevel
+  from tlu.transfer import strategies  # pylint: disable=import-outside-toplevel
+  config = digits_transfer.get_config('finetune')
+  config.method = ml_collections.ConfigDict({**Delta.example_config(), 'name': 'delta',
+                                             'alpha': 0.1, 'layers': LAYERS})
+  config.update(steps=3, batch_size=4, eval_batch_size=4)
+  model_cfg = {'name': 'cnn', 'widths': (4,), 'features': 6}
+  source = build_model(model_cfg, Delta.heads(config.method, 5)).init(
+      jax.random.key(7), jnp.zeros((1, 8, 8, 1)))
+  y = np.array([0, 1, 2] * 4)
+  splits = task.Splits(train=Source(images(12, 3), y), test=Source(images(12, 4), y),
+                       num_classes=3, image_shape=(8, 8, 1))
+  trainer = task.Trainer(mesh_lib.make_mesh(jax.devices()[:1]))
+  summary, state = strategies.fit(trainer, config, 'finetune', tmp_path / 'cell', splits,
+                                  model=model_cfg, source=source, seed=0)
+  assert summary['steps'] == 3 and np.isfinite(summary['train_delta_feature_distance'])
+  assert summary['train_delta_feature_distance'] > 0
+  start = jax.device_get(state.extra['source'])
+  np.testing.assert_array_equal(start['backbone']['fc']['kernel'],
+                                source['params']['backbone']['fc']['kernel'])
+  for name in LAYERS:
+    att = np.asarray(state.extra['attention']['backbone'][name.split('/')[1]])
+    assert abs(att.sum() - 1) < 1e-5 and np.ptp(att) > 1e-4, name   # measured, not uniform
