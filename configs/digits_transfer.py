@@ -46,8 +46,13 @@ def get_config(arg=None):
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine', warmup_steps=10,
       grad_clip_norm=0.0))
-  # The fine-tuning objective: 'supervised' (cross-entropy) or 'l2sp' (Li et al. 2018: the
-  # shared layers pulled toward the source weights by alpha, the rest decayed by beta).
+  # The fine-tuning objective: 'supervised' (cross-entropy), 'l2sp' (Li et al. 2018: the
+  # shared layers pulled toward the source weights by alpha, the rest decayed by beta),
+  # 'bss' (Chen et al. 2019: + bss_weight * the squares of the bss_k smallest singular
+  # values of the batch's features; add bss_weight=0.001, bss_k=1 here) or 'delta' (Li et
+  # al. 2019: + alpha * the attention-weighted distance of the `layers`' outputs to the
+  # source model's, beta decays the rest; add layers=('backbone/.*',), attention=True,
+  # attention_batches=10 here). Each method's keys: tlu/methods/<name>.py.
   c.method = ml_collections.ConfigDict(dict(name='supervised', alpha=0.01, beta=0.01,
                                             shared=('backbone/.*',)))
   c.label_smoothing = 0.0            # the supervised method's, in every phase

@@ -97,7 +97,7 @@ def freeze_groups(kind, config):
 
 def phase_config(config, strategy, phase, *, model, seed):
   """The task config of phase `phase` (an index) of `strategy` for one cell: the method of
-  `config.method` (supervised cross-entropy, or L2-SP toward the source weights).
+  `config.method` (supervised cross-entropy, L2-SP toward the source weights, BSS or DELTA).
 
   model: the source run's model config (a mapping); seed: the cell's seed (model init,
   train-state rng and batch order). Logs 5 times, checkpoints once at the end.
@@ -106,7 +106,7 @@ def phase_config(config, strategy, phase, *, model, seed):
   steps = int(config[p.budget])
   c = ml_collections.ConfigDict()
   c.seed = int(seed)
-  method = dict(config.get('method', {'name': 'supervised'}))   # supervised or l2sp
+  method = dict(config.get('method', {'name': 'supervised'}))   # supervised, l2sp, bss, delta
   c.method = ml_collections.ConfigDict(dict(
       method, label_smoothing=config.label_smoothing, head_l2_scale=config.head_l2_scale))
   c.model = ml_collections.ConfigDict(dict(model or {}))
