@@ -202,8 +202,6 @@ def test_loss_is_cross_entropy_plus_the_feature_maps_plus_head_l2(attention):
     ({'layers': 'backbone/.*'}, r"method.layers='backbone/.\*' must be a tuple of path regexes"),
     ({'shared': ()}, 'method.shared=.* must be a tuple of path regexes'),
     ({'layers': ('backbone/(',)}, 'is not a regex'),
-    ({'attention': 1}, 'method.attention=1 must be True or False'),
-    ({'attention_batches': 2.5}, 'method.attention_batches=2.5 must be an integer'),
 ])
 def test_check(overrides, message):
   with pytest.raises(ValueError, match=message):
@@ -214,6 +212,8 @@ def test_check(overrides, message):
     ({'alpha': -1.0}, 'method.alpha=-1.0: must be a finite number >= 0'),
     ({'beta': -0.5}, 'method.beta=-0.5: must be a finite number >= 0'),
     ({'attention_batches': 0}, 'method.attention_batches=0: must be an integer >= 1'),
+    ({'attention_batches': 2.5}, 'method.attention_batches=2.5: must be an integer >= 1'),
+    ({'attention': 1}, 'method.attention=1: must be True or False'),
 ])
 def test_ranges(overrides, message):
   config = ml_collections.ConfigDict({**Delta.example_config(), **overrides})

@@ -45,13 +45,6 @@ class BSS(Supervised):
     return {**super().example_config(), 'bss_weight': 0.001, 'bss_k': 1}
 
   @classmethod
-  def check(cls, config):
-    super().check(config)
-    k = config.bss_k
-    if isinstance(k, bool) or not isinstance(k, int):
-      raise ValueError(f'method.bss_k={k!r} must be an integer')
-
-  @classmethod
   def check_batch(cls, config, batch_size):
     super().check_batch(config, batch_size)
     if config.bss_k > batch_size:

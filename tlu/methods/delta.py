@@ -101,7 +101,7 @@ class Delta(Supervised):
   extra['attention'] (with attention): {layer path: (C,)}, nested as the parameters.
   """
   ranges = {**Supervised.ranges, 'alpha': checks.NON_NEGATIVE, 'beta': checks.NON_NEGATIVE,
-            'attention_batches': checks.POSITIVE_INT}
+            'attention': checks.FLAG, 'attention_batches': checks.POSITIVE_INT}
 
   @classmethod
   def example_config(cls):
@@ -114,11 +114,6 @@ class Delta(Supervised):
     super().check(config)
     _regexes(config, 'shared')
     _regexes(config, 'layers')
-    if not isinstance(config.get('attention'), bool):
-      raise ValueError(f'method.attention={config.get("attention")!r} must be True or False')
-    n = config.get('attention_batches')
-    if isinstance(n, bool) or not isinstance(n, int):
-      raise ValueError(f'method.attention_batches={n!r} must be an integer')
 
   def layer_paths(self, params):
     """The sorted module paths the penalty reads: kernels' modules matching `layers`."""
