@@ -65,7 +65,7 @@ def get_config(arg=None):
   c.source = ''                      # a run directory: every cell starts from its backbone
   c.source_step = config_dict.placeholder(int)
   c.dont_load = ('head/.*',)
-  steps = 6 if tiny else STEPS
+  steps = 24 if tiny else STEPS
   c.task = ml_collections.ConfigDict(dict(
       model=dict(name='cnn', use_bn=True, widths=(8, 16) if tiny else (32, 64),
                  features=32 if tiny else 128, pool='flatten'),
@@ -73,7 +73,7 @@ def get_config(arg=None):
                      schedule='fixmatch_cosine', warmup_steps=0, grad_clip_norm=0.0),
       steps=steps, batch_size=8 if tiny else 32, eval_batch_size=360 if tiny else 500,
       augment=dict(affine_prob=1.0, translate_frac=0.125, affine_fill='constant'),   # supervised
-      log_every=2 if tiny else 100, eval_every=3 if tiny else 250,
+      log_every=4 if tiny else 100, eval_every=12 if tiny else 250,
       checkpoint_every=steps if tiny else 500, keep_checkpoints=1, progress=not tiny))
   for name, block in method_blocks(mu=2 if tiny else 3).items():
     c[name] = ml_collections.ConfigDict(block)
