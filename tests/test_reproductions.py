@@ -125,3 +125,36 @@ def test_svhn_to_mnist_every_method(tmp_path, devices):
                  devices=devices, examples=32)
   for method in ('source_only', 'dann', 'shot', 'target_oracle'):
     assert 0 <= s[f'{method}/target_test_accuracy'] <= 1
+
+
+SEMI_SMALL = ('--config.task.steps=2', '--config.task.batch_size=8',
+              '--config.task.eval_batch_size=16', '--config.task.eval_every=2',
+              '--config.task.checkpoint_every=2', '--config.task.log_every=1',
+              '--config.task.progress=False', '--config.task.model.depth=10',
+              '--config.labels_per_class=(1,)', '--config.fixmatch.mu=2')
+
+
+@pytest.mark.parametrize('devices', [1, 8])
+def test_cifar10_semi_fixmatch_on_a_wideresnet(tmp_path, devices):
+  s = mock_stage('semi', 'configs/cifar10_semi.py', tmp_path / 'semi', *SEMI_SMALL,
+                 devices=devices, examples=40)
+  for metric in ('test_accuracy', 'selected_test_accuracy', 'validation_accuracy'):
+    assert 0 <= s[f'fixmatch/lpc1/{metric}'] <= 1
+
+
+def test_cifar10_semi_recipe_is_fixmatch_s():
+  sys.path.insert(0, ROOT)
+  from configs import cifar10_semi  # pylint: disable=import-outside-toplevel
+  c = cifar10_semi.get_config()
+  assert c.methods == ('fixmatch',) and c.labels_per_class == (4, 25, 400)   # 40 / 250 / 4,000
+  assert (c.task.model.name, c.task.model.depth, c.task.model.widen_factor) == (
+      'wideresnet', 28, 2)
+  o = c.task.optimizer
+  assert (o.name, o.lr, o.momentum, o.weight_decay, o.schedule) == (
+      'sgd', 0.03, 0.9, 5e-4, 'fixmatch_cosine')
+  assert (c.task.batch_size, c.task.steps, c.fixmatch.mu) == (64, 2**20, 7)
+  assert c.fixmatch.strong == 'randaugment' and c.fixmatch.weak == 'flip_translate'
+  from tlu.methods import fixmatch  # pylint: disable=import-outside-toplevel
+  assert 'threshold' not in c.fixmatch and 'unsup_weight' not in c.fixmatch
+  assert fixmatch.FixMatch.defaults['threshold'] == 0.95   # FixMatch's tau and lambda_u
+  assert fixmatch.FixMatch.defaults['unsup_weight'] == 1.0
