@@ -102,3 +102,18 @@ def test_pretrain_stage_writes_the_workdir_contract_and_representation_metrics(t
   for name in ('knn_accuracy', 'linear_probe_accuracy'):
     assert test_row[name] > 0.1 + 0.5, name
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+
+
+
+def test_every_mnist_ssl_variant_passes_its_method_s_checks():
+  from configs import mnist_ssl  # pylint: disable=import-outside-toplevel
+  from tlu import methods  # pylint: disable=import-outside-toplevel
+  for variant in [*mnist_ssl.METHODS, *(f'{m}_mnist_m' for m in mnist_ssl.METHODS)]:
+    config = mnist_ssl.get_config(variant)
+    cls = methods.get(config.method.name)
+    check_block(cls, config.method)
+    cls.check_batch(config.method, config.batch_size)
+    assert config.method.name == variant.split('_mnist_m')[0]
+    assert config.dataset.name == ('tlu_mnist_m' if variant.endswith('_mnist_m') else 'tlu_mnist')
+  with pytest.raises(ValueError, match='unknown variant'):
+    mnist_ssl.get_config('supcon')
