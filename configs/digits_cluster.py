@@ -32,10 +32,34 @@ def get_config(arg=None):
   c.n_init = 10
   c.max_iter = 300
   c.pca_components = 32
-  c.algorithms = ('kmeans', 'spectral')
+  c.algorithms = ('kmeans', 'spectral', 'scan')
   c.spectral = ml_collections.ConfigDict(dict(affinity='knn', n_neighbors=10, normalize='rows',
                                               n_init=10))
   c.rows = 'all'                      # 'all' (train + test) or 'test'
   c.batch_size = 360                  # feature extraction
   c.tsne = True
+  c.scan, c.scan_selflabel = scan_blocks()
   return c
+
+
+def scan_blocks():
+  """SCAN's clustering step and self-labelling on the train split, from the source (the
+  model is the source's). SCAN's values (Van Gansbeke et al. 2020, CIFAR configs): K = 20,
+  entropy weight 5, Adam at a constant lr with weight decay 1e-4, strong augmentation
+  (RandAugment + Cutout: here `digits_strong`), threshold 0.99 with class balancing.
+  Steps and lr are this repository's, chosen to fit about two minutes on a 2-core CPU:
+  see STEPS_NOTE."""
+  def block(method, steps, batch_size, lr):
+    return ml_collections.ConfigDict(dict(
+        method=method, steps=steps, batch_size=batch_size, eval_batch_size=360,
+        optimizer=dict(name='adam', lr=lr, weight_decay=1e-4, schedule='constant',
+                       warmup_steps=0, grad_clip_norm=0.0, unscheduled=()),
+        augment=dict(preset='digits_strong'), log_every=25, eval_every=0,
+        checkpoint_every=max(steps, 1), keep_checkpoints=1, progress=False))
+  return (block(dict(name='scan', num_neighbors=20, entropy_weight=5.0), SCAN_STEPS, 128,
+                SCAN_LR),
+          block(dict(name='scan_selflabel', threshold=0.99, class_balancing=True),
+                SELFLABEL_STEPS, 256, SCAN_LR))
+
+
+SCAN_STEPS, SELFLABEL_STEPS, SCAN_LR = 200, 100, 1e-4
