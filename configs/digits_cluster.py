@@ -54,7 +54,8 @@ def scan_blocks():
         method=method, steps=steps, batch_size=batch_size, eval_batch_size=360,
         optimizer=dict(name='adam', lr=lr, weight_decay=1e-4, schedule='constant',
                        warmup_steps=0, grad_clip_norm=0.0, unscheduled=()),
-        augment=dict(preset='digits_strong'), log_every=25, eval_every=0,
+        augment=dict(preset='digits_strong', shift_frac=0.125, randaugment_ops=2,
+                     cutout_frac=0.5), log_every=25, eval_every=0,
         checkpoint_every=max(steps, 1), keep_checkpoints=1, progress=False))
   return (block(dict(name='scan', num_neighbors=20, entropy_weight=5.0), SCAN_STEPS, 128,
                 SCAN_LR),
