@@ -134,7 +134,8 @@ def _assert_report_holds_summary(summary, report):
   assert not re.search(r'\{[^}]*\}', report), report  # no placeholder left unformatted
 
 
-# SCAN's runs on a tiny budget: 30 clustering steps of 64 at 10x SCAN's lr, 4 of self-labelling.
+# SCAN's runs on a tiny budget: 30 clustering steps of 64 at 10x the config's lr, 4 of
+# self-labelling (the fixture's SCAN: ACC 0.42 against 0.14 for its clusters at random).
 _TINY_SCAN = ('--config.scan.steps=30', '--config.scan.batch_size=64',
               '--config.scan.optimizer.lr=1e-3', '--config.scan_selflabel.steps=4',
               '--config.scan_selflabel.batch_size=64')
