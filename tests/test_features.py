@@ -153,7 +153,11 @@ def clustered(tmp_path_factory, data_dir):
   return workdir
 
 
-def test_cluster_pretrains_without_a_source_and_reports_every_summary_value(clustered):
+def test_cluster_pretrains_without_a_source_and_reports_every_summary_value(clustered,
+                                                                            digits_test):
+  """SCAN's keys too, checked against the saved heads here (one test: under xdist another
+  would build the module fixture again in the other worker)."""
+  _assert_scan_scores_are_the_saved_heads_argmax_and_above_chance(clustered, digits_test)
   summary, report = _read(clustered)
   assert set(summary) == {f'{r}/{a}{m}' for r in ('raw', 'pca', 'contrastive')
                           for a in ('', 'spectral_') for m in ('acc', 'nmi', 'ari')} | {
@@ -254,7 +258,7 @@ def _hungarian_acc(y, pred):
   return table[rows, cols].sum() / len(y)
 
 
-def test_scan_scores_are_the_saved_heads_argmax_and_above_chance(clustered, digits_test):
+def _assert_scan_scores_are_the_saved_heads_argmax_and_above_chance(clustered, digits_test):
   from sklearn.metrics import (adjusted_rand_score,  # pylint: disable=import-outside-toplevel
                                normalized_mutual_info_score)
   summary, _ = _read(clustered)
