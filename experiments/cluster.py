@@ -3,7 +3,10 @@
 Features: the backbone of `--config.source` (any run directory, at `--config.source_step`),
 or of the task `config.pretrain`, trained first in `<workdir>/pretrain`. Each
 representation is a `kmeans` evaluation instance (tlu/evaluate/kmeans_comparison.py);
-summary.json: `<raw|pca|contrastive>/<acc|nmi|ari>`.
+summary.json: `<raw|pca|contrastive>/<acc|nmi|ari>`. With 'scan' in `config.algorithms`,
+SCAN's clustering step and self-labelling train from that source in `<workdir>/scan` and
+`<workdir>/scan_selflabel` (tlu/evaluate/scan_clustering.py):
+`contrastive/<scan|scan_selflabel>_<acc|nmi|ari>`.
 """
 
 import sys
@@ -12,7 +15,7 @@ import jax
 import numpy as np
 
 from experiments import common
-from tlu.evaluate import kmeans_comparison as comparison, run_features
+from tlu.evaluate import kmeans_comparison as comparison, run_features, scan_clustering
 from tlu.evaluators import kmeans
 from tlu.report import embedding
 from tlu.train import mesh as mesh_lib, sweep, workdir as workdir_lib
@@ -26,7 +29,10 @@ def check(config, workdir, wired=False):
   shape, classes = run_features.task_shape(config.dataset)
   comparison.check(config, pixels=int(np.prod(shape)))
   common.check_workdir(workdir, config)
-  return run_features.FeatureSource(config, workdir, shape, not wired), classes
+  source = run_features.FeatureSource(config, workdir, shape, not wired)
+  model = None if wired and config.source else scan_clustering.source_model(config)
+  scan_clustering.check(config, workdir, config.num_clusters or classes, model)
+  return source, classes
 
 
 def run(config, workdir, plan):
@@ -38,7 +44,9 @@ def run(config, workdir, plan):
       mesh=mesh)))
   k = config.num_clusters or classes
   reps = comparison.representations(pixels, feats, config.pca_components)
-  summary, table = comparison.compare(reps, labels, k, config, mesh)
+  heads = (scan_clustering.run(config, workdir, backbone, k, labels, mesh, common.preempted)
+           if scan_clustering.enabled(config) else ())
+  summary, table = comparison.compare(reps, labels, k, config, mesh, heads)
   print(table)
   picture = 'tsne.png' if config.tsne and jax.process_index() == 0 else ''
   if picture:
@@ -50,7 +58,8 @@ def run(config, workdir, plan):
           ('class', labels, 'class'), ('k-means cluster', assigned, 'cluster')],
                                title='t-SNE of the contrastive features')
   sweep.write(workdir, summary, comparison.report(config, ds.name, len(labels), k, backbone,
-                                                  table, picture))
+                                                  table, picture,
+                                                  scan_clustering.describe(config)))
 
 
 if __name__ == '__main__':

@@ -89,10 +89,20 @@ STRUCTURE = {'source_task', 'task', 'pretrain', 'method', 'model', 'dataset', 't
              'optimizer', 'augment', 'evals'}
 
 
+def _used_blocks(config):
+  """The blocks a sweep's `methods` run, and the cluster stage's SCAN task blocks when its
+  `algorithms` name 'scan'."""
+  from tlu.evaluate import scan_clustering  # pylint: disable=import-outside-toplevel
+  used = set(config.get('methods', ()))
+  if scan_clustering.ALGORITHM in config.get('algorithms', ()):
+    used |= {block for block, *_ in scan_clustering.RUNS}
+  return used
+
+
 def _unused_blocks(config):
   """The method blocks of a sweep that its `methods` do not run (nothing reads them)."""
   return {k for k, v in config.items() if hasattr(v, 'keys') and k not in STRUCTURE and
-          ('name' in v or 'method' in v) and k not in config.get('methods', ())}
+          ('name' in v or 'method' in v) and k not in _used_blocks(config)}
 
 
 def _with_data(config, data_dir):

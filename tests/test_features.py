@@ -134,33 +134,66 @@ def _assert_report_holds_summary(summary, report):
   assert not re.search(r'\{[^}]*\}', report), report  # no placeholder left unformatted
 
 
+# SCAN's runs on a tiny budget: 30 clustering steps of 64 at 10x the config's lr, 4 of
+# self-labelling (measured: the fixture's SCAN ACC 0.41, NMI 0.42; its clusters at random 0.16).
+_TINY_SCAN = ('--config.scan.steps=30', '--config.scan.batch_size=64',
+              '--config.scan.optimizer.lr=1e-3', '--config.scan_selflabel.steps=4',
+              '--config.scan_selflabel.batch_size=64')
+
+
 @pytest.fixture(scope='module')
 def clustered(tmp_path_factory, data_dir):
   """A cluster stage run that pretrained its own source (in <workdir>/pretrain), on the test
-  rows (360: its t-SNE picture in seconds; the pipeline's tests cluster train + test)."""
+  rows (360: its t-SNE picture in seconds; the pipeline's tests cluster train + test), SCAN
+  and self-labelling trained from that source in <workdir>/scan, <workdir>/scan_selflabel."""
   workdir = str(tmp_path_factory.mktemp('cluster') / 'w')
   run_stage('cluster', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
-            '--config.n_init=2', '--config.rows=test', *_tiny_pretrain(data_dir), check=True)
+            '--config.n_init=2', '--config.rows=test', *_tiny_pretrain(data_dir), *_TINY_SCAN,
+            check=True)
   return workdir
 
 
-def test_cluster_pretrains_without_a_source_and_reports_every_summary_value(clustered):
+def test_cluster_pretrains_without_a_source_and_reports_every_summary_value(clustered,
+                                                                            digits_test):
+  """SCAN's keys too, checked against the saved heads here (one test: under xdist another
+  would build the module fixture again in the other worker)."""
+  _assert_scan_scores_are_the_saved_heads_argmax_and_above_chance(clustered, digits_test)
   summary, report = _read(clustered)
   assert set(summary) == {f'{r}/{a}{m}' for r in ('raw', 'pca', 'contrastive')
-                          for a in ('', 'spectral_') for m in ('acc', 'nmi', 'ari')}
+                          for a in ('', 'spectral_') for m in ('acc', 'nmi', 'ari')} | {
+                              f'contrastive/{a}_{m}' for a in ('scan', 'scan_selflabel')
+                              for m in ('acc', 'nmi', 'ari')}
   _assert_report_holds_summary(summary, report)
+  assert '| SCAN (clustering step) |' in report and '| SCAN + self-labelling |' in report
   assert os.path.exists(os.path.join(clustered, 'pretrain', 'checkpoints'))
   assert '(tsne.png)' in report and os.path.exists(os.path.join(clustered, 'tsne.png'))
 
 
+def _given_source_args(clustered, workdir, data_dir):
+  return (f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}', '--config.n_init=2',
+          '--config.rows=test', f'--config.source={clustered}/pretrain', '--config.tsne=False',
+          *_TINY_SCAN)
+
+
+def _mtimes(runs):
+  return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for r in runs
+          for d, _, fs in os.walk(r) for f in fs}
+
+
 def test_cluster_of_a_given_source_equals_the_run_that_pretrained_it(clustered, tmp_path,
                                                                       data_dir):
+  """And a re-run reads its finished SCAN runs back (one test: one stage run to re-run)."""
   workdir = str(tmp_path / 'w')
-  run_stage('cluster', f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
-            '--config.n_init=2', '--config.rows=test', f'--config.source={clustered}/pretrain',
-            '--config.tsne=False', check=True)
+  run_stage('cluster', *_given_source_args(clustered, workdir, data_dir), check=True)
   summary, report = _read(workdir)
-  assert summary == _read(clustered)[0]
+  assert summary == _read(clustered)[0]   # SCAN's runs too: they start from the same leaves
+  runs = [os.path.join(workdir, name) for name in ('scan', 'scan_selflabel')]
+  before = _mtimes(runs)
+  metrics = [open(os.path.join(r, 'metrics.jsonl')).read() for r in runs]
+  proc = run_stage('cluster', *_given_source_args(clustered, workdir, data_dir), check=True)
+  assert _mtimes(runs) == before   # no file of either run written: no step, no checkpoint
+  assert [open(os.path.join(r, 'metrics.jsonl')).read() for r in runs] == metrics
+  assert 'resuming' not in proc.stderr and _read(workdir)[0] == summary
   assert not os.path.exists(os.path.join(workdir, 'pretrain'))
   assert f'{clustered}/pretrain' in report
 
@@ -194,11 +227,76 @@ def test_a_source_without_a_checkpoint_fails_before_writing(stage, clustered, tm
 
 @pytest.mark.parametrize('stage,option', [
     ('cluster', 'n_init=0'), ('cluster', 'max_iter=0'), ('cluster', 'pca_components=65'),
+    ('cluster', 'scan.method.num_neighbors=0'),
     ('anomaly', 'knn_k=0'), ('anomaly', 'mahalanobis_shrinkage=1.5'),
     ('anomaly', 'pretrain.steps=0')])
 def test_options_out_of_range_fail_before_writing(stage, option, tmp_path, data_dir):
   proc = run_stage(stage, f'--workdir={tmp_path}/w', f'--config.dataset.data_dir={data_dir}',
                    f'--config.pretrain.dataset.data_dir={data_dir}', f'--config.{option}')
   assert proc.returncode == 2, proc.stderr[-2000:]
-  assert proc.stderr.startswith('error: ') and option in proc.stderr, proc.stderr[-2000:]
+  assert proc.stderr.startswith('error: ') and option.split('=')[0] in proc.stderr, (
+      proc.stderr[-2000:])
+  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
   assert not os.path.exists(f'{tmp_path}/w')
+
+
+def _scan_predictions(run_dir, images):
+  """The argmax of the saved head `head` of a SCAN run's latest checkpoint on `images`."""
+  from tlu.models import heads  # pylint: disable=import-outside-toplevel
+  from tlu.transfer.pretrained import load_pretrained  # pylint: disable=import-outside-toplevel
+  variables, model_cfg, _ = load_pretrained(run_dir)
+  model = build_model(model_cfg, {'head': heads.classifier(10)})
+  logits = model.apply(variables, images / 255.0, train=False, heads=('head',))['head']
+  return np.argmax(np.asarray(logits), axis=1)
+
+
+def _hungarian_acc(y, pred):
+  from scipy.optimize import linear_sum_assignment  # pylint: disable=import-outside-toplevel
+  table = np.zeros((10, 10))
+  np.add.at(table, (pred, y), 1)
+  rows, cols = linear_sum_assignment(-table)
+  return table[rows, cols].sum() / len(y)
+
+
+def _assert_scan_scores_are_the_saved_heads_argmax_and_above_chance(clustered, digits_test):
+  from sklearn.metrics import (adjusted_rand_score,  # pylint: disable=import-outside-toplevel
+                               normalized_mutual_info_score)
+  summary, _ = _read(clustered)
+  arrays = digits_test[1]
+  y = np.asarray(arrays['label'])
+  for name in ('scan', 'scan_selflabel'):
+    pred = _scan_predictions(os.path.join(clustered, name), np.asarray(arrays['image']))
+    assert summary[f'contrastive/{name}_acc'] == pytest.approx(_hungarian_acc(y, pred), abs=1e-9)
+    assert summary[f'contrastive/{name}_nmi'] == pytest.approx(
+        normalized_mutual_info_score(y, pred), abs=1e-9)
+    assert summary[f'contrastive/{name}_ari'] == pytest.approx(adjusted_rand_score(y, pred),
+                                                               abs=1e-9)
+  # Chance: the same cluster sizes assigned at random (mean over shuffles).
+  pred = _scan_predictions(os.path.join(clustered, 'scan'), np.asarray(arrays['image']))
+  rng = np.random.default_rng(0)
+  chance = np.mean([_hungarian_acc(y, rng.permutation(pred)) for _ in range(20)])
+  assert summary['contrastive/scan_acc'] > chance + 0.15, (summary['contrastive/scan_acc'],
+                                                          chance)
+  assert summary['contrastive/scan_nmi'] > 0.2
+
+
+@pytest.mark.parametrize('option,value', [
+    ('scan_selflabel.method.threshold', 1.0), ('scan.augment.cutout_frac', 2.0),
+    ('scan_selflabel.optimizer.lr', 0.0), ('scan.method.name', 'simclr'),
+    ('scan_selflabel.method.class_balancing', 1)])
+def test_scan_blocks_are_checked_before_anything_runs(option, value, data_dir, tmp_path):
+  """In-process (the stage check of the command line, the values not covered by
+  tests/test_checks_owners.py's numeric sweep)."""
+  from configs import digits_cluster  # pylint: disable=import-outside-toplevel
+  from experiments import cluster, common  # pylint: disable=import-outside-toplevel
+  config = digits_cluster.get_config()
+  config.dataset.data_dir = config.pretrain.dataset.data_dir = data_dir
+  block, *path, key = option.split('.')
+  target = config[block]
+  for p in path:
+    target = target[p]
+  with target.ignore_type():
+    target[key] = value
+  with pytest.raises(common.ConfigError, match=re.escape(option)):
+    common.check(cluster, config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')

@@ -43,7 +43,8 @@ def representations(pixels, features, pca_components):
           FEATURES: ('contrastive features (L2-normalised)', l2_normalize(features))}
 
 
-ALGORITHMS = ('kmeans', 'spectral')
+FIXED = ('kmeans', 'spectral')   # algorithms of fixed features, on every representation
+ALGORITHMS = FIXED + ('scan',)   # scan: a trained clustering head (scan_clustering.py)
 
 
 def _algorithms(config):
@@ -68,28 +69,36 @@ def specs(config, k):
   return out
 
 
-def compare(reps, labels, k, config, mesh):
+def compare(reps, labels, k, config, mesh, heads=()):
   """(summary {'<short name>/[spectral_]<metric>': value}, markdown table) of each algorithm
-  on every representation of `reps` (`representations`), scored against `labels` (N,)."""
+  on every representation of `reps` (`representations`), scored against `labels` (N,);
+  `heads`: [(name, title, {'acc', 'nmi', 'ari'})] of trained clustering heads (SCAN), as
+  '<FEATURES>/<name>_<metric>' and one row each."""
   ctx = evaluators.Context(model=None, mesh=mesh, num_classes=k, batch_size=0,
                            fixed={name: (x, labels) for name, (_, x) in reps.items()})
   summary = evaluators.Evaluations(specs(config, k), ctx)(None)
   rows = [(long, x.shape[1], algorithm,
            *[summary[f'{name}/{"" if algorithm == "kmeans" else "spectral_"}{m}']
              for m in ('acc', 'nmi', 'ari')])
-          for name, (long, x) in reps.items() for algorithm in _algorithms(config)]
+          for name, (long, x) in reps.items() for algorithm in _algorithms(config)
+          if algorithm in FIXED]
+  for name, title, scores in heads:
+    summary.update({f'{FEATURES}/{name}_{m}': v for m, v in scores.items()})
+    rows.append(('source backbone + head, trained', k, title,
+                 *[scores[m] for m in ('acc', 'nmi', 'ari')]))
   return summary, tables.key_value_table(rows, ('input', 'dim', 'clustering', 'ACC', 'NMI',
                                                 'ARI'))
 
 
-def report(config, dataset, n, k, backbone, table, picture=''):
-  """report.md of the cluster stage: n rows clustered into k, the table, the picture."""
+def report(config, dataset, n, k, backbone, table, picture='', notes=''):
+  """report.md of the cluster stage: n rows clustered into k, the table, the picture;
+  `notes`: more of the protocol (a sentence per trained algorithm)."""
   options = ', '.join(f'{k}={v}' for k, v in sorted(dict(config.spectral).items()))
   spectral = (f' Spectral clustering: {options} (tlu/evaluators/spectral.py).'
               if 'spectral' in _algorithms(config) else '')
   return (f'# Clustering {dataset}\n\n'
           f'{n} images ({config.rows} splits), k = {k}, k-means++ with {config.n_init} restarts '
-          f'(lowest inertia kept).{spectral} ACC uses Hungarian matching of clusters to classes. Features: '
+          f'(lowest inertia kept).{spectral}{notes} ACC uses Hungarian matching of clusters to classes. Features: '
           f'backbone of `{backbone.run_dir}` (step {backbone.step}).\n\n{table}\n' +
           (f'\n![t-SNE of the features, coloured by class and by k-means cluster]({picture})\n'
            if picture else ''))
