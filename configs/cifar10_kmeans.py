@@ -22,6 +22,7 @@ def get_config(arg=None):
   c = digits_cluster.get_config()
   c.dataset = digits_supervised.dataset('cifar10')
   c.pretrain = cifar10_ssl.get_config('simclr')
+  c.algorithms = ('kmeans', 'spectral')   # SCAN: configs/cifar10_scan.py
   c.rows = 'test'
   c.pca_components = 64
   c.batch_size = 1000

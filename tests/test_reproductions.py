@@ -70,6 +70,15 @@ def test_cifar10_simclr_then_kmeans(tmp_path, devices):
                  '--config.pca_components=8', '--config.n_init=1', '--config.tsne=False',
                  devices=devices)
   assert 0 <= c['contrastive/acc'] <= 1
+  small = [f'--config.{b}.{k}' for b in ('scan', 'scan_selflabel')
+           for k in ('steps=2', 'batch_size=8', 'eval_batch_size=16', 'checkpoint_every=2',
+                     'progress=False')]
+  s = mock_stage('cluster', 'configs/cifar10_scan.py', tmp_path / 'scan',
+                 f'--config.source={tmp_path / "simclr"}', '--config.batch_size=16',
+                 '--config.pca_components=8', '--config.n_init=1', '--config.tsne=False',
+                 '--config.scan.method.num_neighbors=3', *small, devices=devices)
+  for run in ('scan', 'scan_selflabel'):
+    assert 0 <= s[f'contrastive/{run}_acc'] <= 1
 
 
 @pytest.mark.parametrize('method', [m for m in SSL_HEADS if m != 'simclr'])
